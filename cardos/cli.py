@@ -1,0 +1,61 @@
+"""The ``cardos`` command line.
+
+Each subcommand lives in a ``_cmd_*`` function registered in :func:`build_parser`.
+Errors are one line naming the file and the problem, exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import __version__
+from .image import ImageError
+
+
+def _cmd_new(args) -> int:
+    from .card import Card
+
+    Card.blank().save_as(args.path)
+    print(f"wrote blank card image {args.path}")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(out=sys.stdout, image=args.image)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cardos", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"cardos {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("new", help="write a blank card image", description="Write a blank card image "
+                       "(MF 3F00 with the transport key FF×8) to PATH; refuses to overwrite a file.")
+    p.add_argument("path", metavar="PATH")
+    p.set_defaults(func=_cmd_new)
+
+    p = sub.add_parser("demo", help="issue a demo card, top it up and spend from it",
+                       description="Personalize a blank card through APDUs, load it and make a purchase, "
+                       "printing every step.")
+    p.add_argument("--image", metavar="PATH", help="keep the demo card in this new image file")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ImageError as exc:
+        print(f"cardos: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Shared fixtures: cards are built through APDUs, never by poking internals."""
+from __future__ import annotations
+
+import pytest
+
+from cardos import Card
+from cardos.sample import SampleCard, issue_sample
+
+
+def hx(text: str) -> bytes:
+    return bytes.fromhex(text.replace(" ", ""))
+
+
+class Terminal:
+    """A tiny test terminal: send hex, get (data, sw)."""
+
+    def __init__(self, card: Card):
+        self.card = card
+
+    def send(self, apdu) -> tuple[bytes, int]:
+        raw = hx(apdu) if isinstance(apdu, str) else apdu
+        response = self.card.transmit(raw)
+        assert len(response) >= 2, "card answered nothing"
+        return response[:-2], int.from_bytes(response[-2:], "big")
+
+    def sw(self, apdu) -> int:
+        return self.send(apdu)[1]
+
+    def ok(self, apdu) -> bytes:
+        data, sw = self.send(apdu)
+        assert sw == 0x9000, f"{apdu if isinstance(apdu, str) else apdu.hex().upper()} -> {sw:04X}"
+        return data
+
+    def challenge(self, n: int = 4) -> bytes:
+        return self.ok(f"00840000{n:02X}")
+
+
+@pytest.fixture
+def blank():
+    card = Card.blank()
+    card.power_on()
+    return card
+
+
+@pytest.fixture
+def term(blank) -> Terminal:
+    return Terminal(blank)
+
+
+@pytest.fixture
+def issued():
+    """A card personalized with the sample issuance; returns (card, SampleCard)."""
+    card = Card.blank()
+    card.power_on()
+    sample = issue_sample(card.transmit)
+    card.power_on()
+    return card, sample
