@@ -27,7 +27,10 @@ class Terminal:
         return self.send(apdu)[1]
 
     def ok(self, apdu) -> bytes:
+        """Send, fetch a 61XX response with GET RESPONSE (as a T=0 driver does), expect 9000."""
         data, sw = self.send(apdu)
+        if sw >> 8 == 0x61:
+            data, sw = self.send(bytes((0x00, 0xC0, 0x00, 0x00, sw & 0xFF)))
         assert sw == 0x9000, f"{apdu if isinstance(apdu, str) else apdu.hex().upper()} -> {sw:04X}"
         return data
 
@@ -55,3 +58,20 @@ def issued():
     sample = issue_sample(card.transmit)
     card.power_on()
     return card, sample
+
+
+def transport_auth(t: Terminal) -> None:
+    """External authentication with the blank card's transport key FF×8."""
+    from cardos.terminal.secure import external_auth_cryptogram
+
+    t.ok("00A40000023F00 00")
+    challenge = t.challenge()
+    t.ok(b"\x00\x82\x00\x00\x08" + external_auth_cryptogram(b"\xff" * 8, challenge))
+
+
+@pytest.fixture
+def erased(term) -> Terminal:
+    """A Terminal on a blank card whose MF was erased (empty MF: free access)."""
+    transport_auth(term)
+    term.ok("800E000000")
+    return term

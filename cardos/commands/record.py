@@ -61,15 +61,15 @@ def _check_tlv(data: bytes) -> None:
 def read_record(card, cmd: Command):
     ef = record_file(card, cmd.p2)
     mode = cmd.p2 & 0x07
+    if mode != MODE_BY_NUMBER and not (mode == MODE_FIRST and ef.variable):
+        raise CardError(SW.WRONG_P1P2)
+    key = read_protection(card, cmd, ef)
     if mode == MODE_BY_NUMBER:
         index = cmd.p1 - 1
         if index < 0 or index >= len(ef.records):
             raise CardError(SW.RECORD_NOT_FOUND)
-    elif mode == MODE_FIRST and ef.variable:
-        index = _tag_index(card, ef, cmd.p1, MODE_FIRST)
     else:
-        raise CardError(SW.WRONG_P1P2)
-    key = read_protection(card, cmd, ef)
+        index = _tag_index(card, ef, cmd.p1, MODE_FIRST)
     card.current_record = index + 1
     data = ef.records[index]
     if key is not None:
@@ -115,15 +115,15 @@ def update_record(card, cmd: Command):
             _append(card, ef, plain_write_data(card, cmd, ef))
             return b""
         raise CardError(SW.WRONG_FILE_TYPE)
+    if mode != MODE_BY_NUMBER and not (mode <= MODE_PREVIOUS and ef.variable):
+        raise CardError(SW.WRONG_P1P2)
+    data = plain_write_data(card, cmd, ef)
     if mode == MODE_BY_NUMBER:
         index = cmd.p1 - 1
         if index < 0 or index >= len(ef.records):
             raise CardError(SW.RECORD_NOT_FOUND)
-    elif mode <= MODE_PREVIOUS and ef.variable:
-        index = _tag_index(card, ef, cmd.p1, mode)
     else:
-        raise CardError(SW.WRONG_P1P2)
-    data = plain_write_data(card, cmd, ef)
+        index = _tag_index(card, ef, cmd.p1, mode)
     if ef.variable:
         _check_tlv(data)
         if len(data) != len(ef.records[index]):

@@ -30,20 +30,12 @@ def fci_of(df: DF) -> bytes:
 
 
 def _candidates(card) -> list[DF]:
-    """DFs selectable by name: the MF, the current DF, its siblings and children."""
+    """DFs selectable by name, in tree order: the MF, the current DF and its siblings, its children."""
     current = card.current_df
     found = [card.mf]
-    if current is not card.mf:
-        found.append(current)
-    if current.parent is not None:
+    if current.parent is not None:  # the current DF is among its parent's children
         found += current.parent.child_dfs()
-    found += current.child_dfs()
-    unique, seen = [], set()
-    for df in found:
-        if id(df) not in seen:
-            seen.add(id(df))
-            unique.append(df)
-    return unique
+    return found + current.child_dfs()
 
 
 def _by_name(card, name: bytes, next_occurrence: bool) -> DF:
