@@ -204,13 +204,18 @@ class Card:
         try:
             cmd = parse(apdu)
         except CardError as exc:
-            return b"", exc.sw
-        cla_class = cmd.cla & 0xF0
-        if cmd.ins == 0xC0 and cla_class == 0x00:
+            cmd = None
+            sw = exc.sw
+        if cmd is not None and cmd.ins == 0xC0 and cmd.cla & 0xF0 == 0x00:
             return self._get_response(cmd)  # transparent to challenge and purse session
+        # Any other command, even a malformed one, uses up the previous
+        # command's challenge, purse session and pending response.
         self._pending = b""
         self.challenge, self.security.challenge = self.security.challenge, None
         self.prior_session, self.session = self.session, None
+        if cmd is None:
+            return b"", sw
+        cla_class = cmd.cla & 0xF0
         if self.card_blocked:
             return b"", SW.FUNCTION_NOT_SUPPORTED
         if cla_class not in (0x00, 0x80) or cmd.cla & 0x0B:

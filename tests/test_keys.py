@@ -140,6 +140,9 @@ def test_challenge_is_single_use_and_dies_with_power(keyed):
     keyed.ok("00A40000023F00")                                          # another command between
     assert keyed.sw(b"\x00\x82\x00\x00\x08" + external_auth_cryptogram(hx(K8), challenge)) == 0x6984
     challenge = keyed.challenge()
+    assert keyed.sw("00A400") == 0x6700                                 # even a malformed command uses it
+    assert keyed.sw(b"\x00\x82\x00\x00\x08" + external_auth_cryptogram(hx(K8), challenge)) == 0x6984
+    challenge = keyed.challenge()
     keyed.card.power_off()
     assert keyed.sw(b"\x00\x82\x00\x00\x08" + external_auth_cryptogram(hx(K8), challenge)) == 0x6984
 

@@ -12,21 +12,23 @@ P2_FIRST, P2_NEXT, P2_NO_FCI = 0x00, 0x02, 0x0C
 
 
 @lru_cache(maxsize=256)
-def _fci(name: bytes, proprietary: bytes) -> bytes:
+def _fci(name: bytes, app_file_id: int, fci_extra: bytes, content: bytes | None) -> bytes:
+    if content is not None:
+        proprietary = fci_extra + tlv(0x9F0C, content)
+    elif app_file_id & 0x1F:
+        proprietary = fci_extra + tlv(0x88, bytes((app_file_id & 0x1F,)))
+    else:
+        proprietary = fci_extra
     return fci(name, proprietary)
 
 
 def fci_of(df: DF) -> bytes:
     """``6F 84 A5`` with ``9F0C`` (application file content) or ``88`` (DIR SFI)."""
+    content = None
     if df.app_file_id & 0x80:
         ef = df.find_sfi(df.app_file_id & 0x1F)
         content = ef.data if isinstance(ef, BinaryEF) else b""
-        proprietary = df.fci_extra + tlv(0x9F0C, content)
-    elif df.app_file_id & 0x1F:
-        proprietary = df.fci_extra + tlv(0x88, bytes((df.app_file_id & 0x1F,)))
-    else:
-        proprietary = df.fci_extra
-    return _fci(df.name, proprietary)
+    return _fci(df.name, df.app_file_id, df.fci_extra, content)
 
 
 def _candidates(card) -> list[DF]:
