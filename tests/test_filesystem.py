@@ -200,3 +200,29 @@ def test_recreate_mf_after_erase(erased):
     assert erased.ok("00A40000023F00 00")[4:9] == hx("3F3F3F3F3F")
     erased.ok("80E0000507 28 0010 F0 F0 FF FF")
     assert erased.sw("80E03F000D 38 FFFF F0 F0 01 FFFF 3F3F3F3F3F") == 0x6A86
+
+
+def test_reference_sample_apdus_run_unchanged(term):
+    """The literal APDUs of reference §1.3 / §5.4 (B-ISSUE, ZM) as a real FMCOS script sends them."""
+    transport_auth(term)
+    for apdu in (
+        "800E000000",
+        "80E03F000D38FFFFF0F001FFFFFFFFFFFFFF",            # create MF (after erase)
+        "80E00000073F005001F0FFFF",                       # MF key file
+        "80D401001539F002AA33" + "11" * 16,               # 39 F0 02 AA 33 <16>
+        "80D401001536F002FF33" + "22" * 16,               # 36 F0 02 FF 33 <16>
+        "80E03F011138036FF0F095FFFFA00000000386980701",   # ADF (P1P2 = 3F01, as in the sample)
+        "00A4040009A00000000386980701",
+        "80E00000073F018F95F0FFFF",                       # ADF key file
+        "80D40101153EF0020101" + "33" * 16,               # 3E F0 02 01 01 <16>
+        "80D401001534F0020101" + "44" * 16,               # 34 F0 02 01 01 <16>
+        "80D40100083AF0EF0133123456",                     # 3A F0 EF 01 33 123456 (FF omitted)
+        "80E0001507A8001EF0F0FFFF",                       # 0015
+        "80E0001607A80027F0F0FFFF",                       # 0016
+        "80E00018072E0A17F1EFFFFF",                       # 0018
+        "80E00001072F0208F100FF18",                       # ED
+        "80E00002072F0208F000FF18",                       # EP
+    ):
+        data, sw = term.send(apdu)
+        assert sw == 0x9000 or sw >> 8 == 0x61, f"{apdu} -> {sw:04X}"
+    term.ok("0020000003123456")
