@@ -46,6 +46,16 @@ def constant_time_equal(a: bytes, b: bytes) -> bool:
     return hmac.compare_digest(a, b)
 
 
+def _cbc_last_block(encrypt_block, data: bytes, iv: bytes, block: int) -> bytes:
+    """CBC-encrypt 80-padded ``data`` from ``iv``; return only the last block."""
+    chain = int.from_bytes(iv, "big")
+    padded = pad80(data, block)
+    for offset in range(0, len(padded), block):
+        word = (int.from_bytes(padded[offset:offset + block], "big") ^ chain).to_bytes(block, "big")
+        chain = int.from_bytes(encrypt_block(word), "big")
+    return chain.to_bytes(block, "big")
+
+
 @lru_cache(maxsize=512)
 def _ecb(kind: str, key: bytes):
     """Cached (encryptor, decryptor) pair; ECB contexts are stateless per block."""
@@ -119,14 +129,8 @@ class DESAlgorithm(Algorithm):
     def mac(self, key: bytes, data: bytes, iv: bytes | None = None) -> bytes:
         # Single-DES CBC chain with the left half; a 16-byte key finishes the
         # last block with D(KR) then E(KL) (ISO 9797-1 alg. 3, "retail MAC").
-        left = key[:8]
-        enc = _ecb("des", left)[0]
-        chain = int.from_bytes(iv or bytes(8), "big")
-        padded = pad80(data)
-        for offset in range(0, len(padded), 8):
-            block = (int.from_bytes(padded[offset:offset + 8], "big") ^ chain).to_bytes(8, "big")
-            chain = int.from_bytes(enc.update(block), "big")
-        out = chain.to_bytes(8, "big")
+        enc = _ecb("des", key[:8])[0]
+        out = _cbc_last_block(enc.update, data, iv or bytes(8), 8)
         if len(key) == 16:
             out = enc.update(_ecb("des", key[8:])[1].update(out))
         return out[:4]
@@ -164,13 +168,7 @@ class SM4Algorithm(Algorithm):
         return _ecb("sm4", key)[1].update(data)
 
     def mac(self, key: bytes, data: bytes, iv: bytes | None = None) -> bytes:
-        enc = _ecb("sm4", key)[0]
-        chain = int.from_bytes(iv or bytes(16), "big")
-        padded = pad80(data, 16)
-        for offset in range(0, len(padded), 16):
-            block = (int.from_bytes(padded[offset:offset + 16], "big") ^ chain).to_bytes(16, "big")
-            chain = int.from_bytes(enc.update(block), "big")
-        return chain.to_bytes(16, "big")[:4]
+        return _cbc_last_block(_ecb("sm4", key)[0].update, data, iv or bytes(16), 16)[:4]
 
     def session_key(self, key: bytes, derivation_input: bytes) -> bytes:
         return self.encrypt(key, (derivation_input + bytes(16))[:16])

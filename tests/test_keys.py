@@ -1,11 +1,10 @@
 """WRITE KEY (add, modify, secure update), key types, try counters and lock-out."""
 import pytest
 
-from cardos import Card
 from cardos.crypto import DES, SM4
 from cardos.terminal.secure import external_auth_cryptogram, protected_apdu
 
-from .conftest import Terminal, hx, transport_auth
+from .conftest import hx
 
 K8 = "1122334455667788"
 K16 = "00112233445566778899AABBCCDDEEFF"
@@ -165,11 +164,8 @@ def test_internal_authenticate_errors(keyed):
     assert keyed.sw("00880000") == 0x6700
 
 
-def test_secure_key_update_needs_cla_84_and_a_good_mac():
-    card = Card.blank()
-    t = Terminal(card)
-    transport_auth(t)
-    t.ok("800E000000")
+def test_secure_key_update_needs_cla_84_and_a_good_mac(erased):
+    t = erased
     t.ok("80E0000007 3F 0200 01 F0 FF FF")
     master = hx("FF" * 8)
     t.ok("80D401000D 39 F0 F0 AA 33" + "FF" * 8)

@@ -1,6 +1,5 @@
 """Card images: atomic saves, survival across processes, refusal of bad images, tearing."""
 import json
-import os
 import stat
 import subprocess
 import sys

@@ -68,12 +68,8 @@ def test_verify_errors(app):
     assert app.sw("0020000003 123456") == 0x9403                   # the MF has no PIN
 
 
-def test_verify_with_trailing_ff_omitted():
-    card = Card.blank()
-    t = Terminal(card)
-    from .conftest import transport_auth
-    transport_auth(t)
-    t.ok("800E000000")
+def test_verify_with_trailing_ff_omitted(erased):
+    t = erased
     t.ok("80E0000007 3F 0100 01 F0 FF FF")
     t.ok("80D401000B 3A F0 EF 01 33 12345FFFFFFF")
     t.ok("0020000003 12345F")
@@ -148,13 +144,9 @@ def test_sm_on_an_unprotected_file_is_refused(app):
 
 
 @pytest.fixture
-def protected_files():
+def protected_files(erased):
     """An MF with a line key and files protected by MAC, by encryption and for reads."""
-    card = Card.blank()
-    t = Terminal(card)
-    from .conftest import transport_auth
-    transport_auth(t)
-    t.ok("800E000000")
+    t = erased
     t.ok("80E0000007 3F 0100 01 F0 FF FF")
     t.key = hx("00112233445566778899AABBCCDDEEFF")
     t.ok("80D4010015 36 F0 F0 FF 33" + t.key.hex())

@@ -29,6 +29,17 @@ def _matches(stored: bytes, presented: bytes) -> bool:
     return constant_time_equal(presented + b"\xff" * (len(stored) - len(presented)), stored)
 
 
+def _auxiliary_key(card, key_type: int, blocked_sw: int) -> Key:
+    """The reload (38) or unblock (37) key 00: present, usable now, not blocked."""
+    key = card.key_file().find(key_type, 0x00)
+    if key is None:
+        raise CardError(SW.KEY_INDEX_NOT_SUPPORTED)
+    card.require(key.use)
+    if key.blocked:
+        raise CardError(blocked_sw)
+    return key
+
+
 def _check_pin(card, key: Key, presented: bytes) -> None:
     if key.blocked:
         raise CardError(SW.AUTH_BLOCKED)
@@ -83,12 +94,7 @@ def reload_pin(card, cmd: Command):
     if not MIN_PIN + 4 <= len(data) <= MAX_PIN + 4:
         raise CardError(SW.WRONG_LENGTH)
     key = _pin_key(card, PIN_ID)
-    reload_key = card.key_file().find(KeyType.PIN_RELOAD, 0x00)
-    if reload_key is None:
-        raise CardError(SW.KEY_INDEX_NOT_SUPPORTED)
-    card.require(reload_key.use)
-    if reload_key.blocked:
-        raise CardError(SW.AUTH_BLOCKED)
+    reload_key = _auxiliary_key(card, KeyType.PIN_RELOAD, SW.AUTH_BLOCKED)
     new_pin, mac = data[:-4], data[-4:]
     alg = reload_key.algorithm
     mac_key = alg.tac_key(reload_key.value)
@@ -110,12 +116,7 @@ def pin_unblock(card, cmd: Command):
     if cmd.p1 not in (0x00, 0x01) or cmd.p2 not in (0x00, 0x01):
         raise CardError(SW.WRONG_P1P2)
     key = _pin_key(card, PIN_ID)
-    unblock_key = card.key_file().find(KeyType.PIN_UNBLOCK, 0x00)
-    if unblock_key is None:
-        raise CardError(SW.KEY_INDEX_NOT_SUPPORTED)
-    card.require(unblock_key.use)
-    if unblock_key.blocked:
-        raise CardError(SW.APP_PERMANENTLY_BLOCKED)
+    unblock_key = _auxiliary_key(card, KeyType.PIN_UNBLOCK, SW.APP_PERMANENTLY_BLOCKED)
     if len(cmd.data) not in (12, 20):
         raise CardError(SW.WRONG_LENGTH)
     new_pin = unwrap(card, cmd, unblock_key, True, SW.SM_WRONG)
