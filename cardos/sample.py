@@ -85,16 +85,16 @@ def sample_steps(card: SampleCard):
     yield "select MF", _k("00A40000023F00"), None
     yield "external auth with transport key", None, ("auth", TRANSPORT_KEY)
     yield "erase MF", _k("800E000000"), None
-    yield "create MF key file", _k("80E00000073F005001F0FFFF"), None
+    yield "create MF key file", _k("80E00000073F005001AAFFFF"), None
     yield "MF master key 39/00", build(0x80, 0xD4, 0x01, 0x00, _key_record(0x39, 0xF0, 0x02, 0xAA, 0x33, k.mf_master)), None
     yield "MF line-protection key 36/00", build(0x80, 0xD4, 0x01, 0x00, _key_record(0x36, 0xF0, 0x02, 0xFF, 0x33, k.mf_line)), None
     yield "create DIR 0001 (variable records)", _k("80E00001072C0040F0F0FFFF"), None
     yield "append DIR record", build(0x00, 0xE2, 0x00, 0x08, MF_DIR_RECORD), None
     yield "create 0005 (MAC-protected binary)", _k("80E0000507A8001EF0F0FFFF"), None
     yield "write 0005 with MAC", None, ("mac", (0x04, 0xD6, 0x85, 0x00, card.ef0005, k.mf_line))
-    yield "create ADF 1001", build(0x80, 0xE0, 0x10, 0x01, _k("380500F0F095FFFF") + CITY_AID), None
+    yield "create ADF 1001", build(0x80, 0xE0, 0x10, 0x01, _k("380500AAAA95FFFF") + CITY_AID), None
     yield "select ADF by AID", build(0x00, 0xA4, 0x04, 0x00, CITY_AID, 0), None
-    yield "create ADF key file", _k("80E00000073F018F95F0FFFF"), None
+    yield "create ADF key file", _k("80E00000073F018F95AAFFFF"), None
     for label, record in (
         ("app master key 39/00", _key_record(0x39, 0xF0, 0x02, 0xAA, 0x33, k.app_master)),
         ("line-protection key 36/00", _key_record(0x36, 0xF0, 0x02, 0xFF, 0x33, k.app_line)),
