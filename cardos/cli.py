@@ -26,6 +26,12 @@ def _cmd_demo(args) -> int:
     return run_demo(out=sys.stdout, image=args.image)
 
 
+def _cmd_serve(args) -> int:
+    from .transports.serve import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cardos", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"cardos {__version__}")
@@ -42,6 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "printing every step.")
     p.add_argument("--image", metavar="PATH", help="keep the demo card in this new image file")
     p.set_defaults(func=_cmd_demo)
+
+    from .transports.serve import add_arguments as add_serve_arguments
+
+    p = sub.add_parser("serve", help="put card images into a real pcscd (vpcd reader slots)",
+                       description="Connect to the vpcd driver of a running pcscd as the card in a "
+                       "reader slot (default localhost:35963), until SIGTERM/SIGINT. See docs/pcsc.md.")
+    add_serve_arguments(p)
+    p.set_defaults(func=_cmd_serve)
     return parser
 
 
