@@ -8,10 +8,10 @@ protection, which each handler checks.
 """
 from __future__ import annotations
 
-from . import auth, binary, blocking, manage, pin, record, select, writekey
+from . import auth, binary, blocking, manage, pin, purse, record, select, writekey
 
 DISPATCH: dict = {}
-for _module in (select, binary, record, manage, writekey, auth, pin, blocking):
+for _module in (select, binary, record, manage, writekey, auth, pin, blocking, purse):
     DISPATCH.update(_module.HANDLERS)
 
 KNOWN_INS = frozenset(ins for _cls, ins in DISPATCH)

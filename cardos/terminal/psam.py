@@ -1,0 +1,57 @@
+"""A software PSAM (purchase secure access module, reference §3.5, §4.2).
+
+It holds the issuer's purchase master key, diversifies the card's DPK with
+the application serial, keeps the terminal transaction serial (TSN), makes
+MAC1 for DEBIT FOR PURCHASE and checks the card's MAC2. With the TAC master
+it also verifies TACs (a real PSAM cannot; the clearing centre does, see
+:mod:`cardos.terminal.settle`).
+"""
+from __future__ import annotations
+
+from ..crypto import constant_time_equal
+from .host import verify_tac
+from .records import TransactionRecord
+
+
+class PSAMError(Exception):
+    """The PSAM cannot serve the request (unknown key, no open session)."""
+
+
+class PSAM:
+    """``keys``: issuer key source; ``terminal_id``: 6 bytes (the PSAM/terminal number)."""
+
+    def __init__(self, keys, terminal_id: bytes, tsn: int = 0):
+        if len(terminal_id) != 6:
+            raise ValueError("terminal id is 6 bytes")
+        self.keys = keys
+        self.terminal_id = bytes(terminal_id)
+        self.tsn = tsn
+        self._expected_mac2 = None
+
+    def init_purchase(self, serial: bytes, *, key_index: int, tx_type: int, counter: int, random: bytes,
+                      amount: int, date_time: bytes) -> tuple[bytes, bytes]:
+        """Return (TSN, MAC1) for DEBIT FOR PURCHASE; remembers the MAC2 the card must answer."""
+        try:
+            dpk = self.keys.card_key("purchase", key_index, serial)
+        except Exception as exc:  # LookupError, KeySetError: no such key
+            raise PSAMError(str(exc)) from None
+        tsn = (self.tsn & 0xFFFFFFFF).to_bytes(4, "big")
+        self.tsn = (self.tsn + 1) & 0xFFFFFFFF
+        alg = self.keys.algorithm
+        sk = alg.session_key(dpk, random + counter.to_bytes(2, "big") + tsn[2:])
+        amount_bytes = amount.to_bytes(4, "big")
+        mac1 = alg.mac(sk, amount_bytes + bytes((tx_type,)) + self.terminal_id + date_time)
+        self._expected_mac2 = alg.mac(sk, amount_bytes)
+        return tsn, mac1
+
+    @property
+    def expected_mac2(self) -> bytes:
+        if self._expected_mac2 is None:
+            raise PSAMError("no purchase session")
+        return self._expected_mac2
+
+    def check_mac2(self, mac2: bytes) -> bool:
+        return constant_time_equal(self.expected_mac2, mac2)
+
+    def verify_tac(self, record: TransactionRecord) -> bool | None:
+        return verify_tac(self.keys, record)
