@@ -182,6 +182,10 @@ class Card:
             self.last_write_points = journal.writes
             self.power_off()
             return b""
+        except OSError:  # the image could not be saved: the EEPROM write failed
+            journal.rollback()
+            log.exception("command %s: image write failed; state rolled back", apdu.hex())
+            data, sw = b"", SW.EEPROM_FAILURE
         except Exception:
             journal.rollback()
             log.exception("command %s failed; state rolled back", apdu.hex())
