@@ -1,0 +1,244 @@
+"""``cardos run``, ``cardos convert`` and ``cardos decode`` (registered by :func:`add_parsers`)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_SCRIPT, EXIT_TRANSPORT = 0, 1, 2, 3
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser(
+        "run", help="run APDU scripts against a card and check the expectations",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run APDU scripts (a superset of pcsc-tools scriptor; grammar in docs/scripts.md) on one card, "
+                    "in order: by default a fresh blank card in memory, or --card IMAGE, or --reader NAME.",
+        epilog="exit status: 0 all expectations met, 1 an expectation failed, 2 usage or script error "
+               "(reported as FILE:LINE:COLUMN before anything is sent), 3 no card or transport failure")
+    p.add_argument("scripts", nargs="+", metavar="SCRIPT", help="script files, run in order on the same card")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--card", metavar="IMAGE", help="a card image file (changes are saved to it)")
+    where.add_argument("--reader", metavar="NAME", help="a PC/SC reader: exact name, number, or unique substring")
+    p.add_argument("--keys", metavar="FILE", help="key set for @name references and purse steps "
+                   "(a cardos key-set file, a shipped key-set name, or 'sample' for the sample card's TEST keys)")
+    p.add_argument("--lang", choices=("en", "zh"), default="en", help="language of status-word meanings")
+    p.add_argument("--no-color", action="store_true", help="no colour (also when NO_COLOR is set; "
+                   "colour is only used on a terminal anyway)")
+    p.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                   help="JSON lines (one event per line) to FILE, or instead of the trace on stdout")
+    p.add_argument("--junit-xml", metavar="PATH", help="write a JUnit XML report")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only failures and the summary")
+    p.add_argument("--keep-going", action="store_true",
+                   help="after a failed expectation, carry on with the script (default: go to the next script)")
+    p.add_argument("--fail-fast", action="store_true", help="stop at the first failed script")
+    p.add_argument("--get-response", choices=("auto", "manual"), default="auto",
+                   help="auto (default): fetch 61XX data and resend on 6CXX, shown as extra lines; "
+                        "manual: send only what the script says")
+    p.add_argument("--now", metavar="YYYY-MM-DDTHH:MM:SS", help="fixed date and time for now_date(), now_time() "
+                   "and purse steps (reproducible runs)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "convert", help="convert APDU scripts between cardos, scriptor and apdutool formats",
+        description="Convert a script. From scriptor or apdutool to cardos, or from cardos (or those) to scriptor "
+                    "or apdutool; lines that need the card's answers cannot be converted to the plain formats "
+                    "and are reported as FILE:LINE:COLUMN. See docs/scripts.md.")
+    p.add_argument("script", metavar="SCRIPT")
+    p.add_argument("--from", dest="source", choices=("cardos", "scriptor", "apdutool"),
+                   help="input format (default: by extension: .jcsh/.scr/.script = apdutool, "
+                        ".scriptor = scriptor, else cardos)")
+    p.add_argument("--to", dest="target", choices=("cardos", "scriptor", "apdutool"), required=True)
+    p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    p.add_argument("--keys", metavar="FILE", help="key set, for scripts with @name references")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser(
+        "decode", help="annotate an APDU log: command names, fields, status-word meanings",
+        description="Read a log or script (scriptor output '> ...' / '< ...', apdu4j 'A>>' / 'A<<', plain hex "
+                    "command lines, or pasted command+response pairs) and print each APDU decoded.")
+    p.add_argument("file", metavar="FILE", help="log file, or - for stdin")
+    p.add_argument("--lang", choices=("en", "zh"), default="en")
+    p.add_argument("--no-color", action="store_true")
+    p.set_defaults(func=cmd_decode)
+
+
+def _now(text: str | None):
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise SystemExit(_usage(f"--now {text!r}: expected YYYY-MM-DDTHH:MM:SS"))
+
+
+def _usage(message: str) -> int:
+    print(f"cardos: error: {message}", file=sys.stderr)
+    return EXIT_SCRIPT
+
+
+def cmd_run(args, out=None, err=None) -> int:
+    from .report import HumanReporter, JsonReporter, JUnitReporter, Reporters, use_color
+
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        now = _now(args.now)
+    except SystemExit as exc:
+        return exc.code
+    json_file = human = json_reporter = None
+    if args.json == "-":
+        json_reporter = JsonReporter(out, args.lang)
+    else:
+        human = HumanReporter(out, err, color=use_color(out, False if args.no_color else None), lang=args.lang,
+                              quiet=args.quiet)
+        if args.json:
+            try:
+                json_file = open(args.json, "w", encoding="utf-8")
+            except OSError as exc:
+                return _usage(f"--json {args.json}: {exc.strerror}")
+            json_reporter = JsonReporter(json_file, args.lang)
+    junit = JUnitReporter(args.junit_xml, args.lang) if args.junit_xml else None
+    try:
+        return _run(args, now, Reporters(human, json_reporter, junit), json_reporter, junit, err)
+    except BrokenPipeError:  # `cardos run ... | head`
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+    finally:
+        if json_file is not None:
+            json_file.close()
+
+
+def _load(args, err):
+    """Parse and check every script (and its includes, keys) before anything is sent.
+
+    Returns ``(scripts, problems)``: scripts as (Script, key source), problems as (path, ScriptError).
+    """
+    from .keysource import open_keys
+    from .lexer import ScriptError
+    from .parser import check, parse_file
+
+    override = open_keys(args.keys) if args.keys else None  # ValueError: a usage error
+    scripts, problems = [], []
+    for path in args.scripts:
+        try:
+            script = parse_file(path)
+            keys = override
+            if keys is None and script.keys is not None:
+                spec, pos, base = script.keys
+                try:
+                    keys = open_keys(spec, base)
+                except ValueError as exc:
+                    raise ScriptError(f"keys {spec}: {exc}", pos) from None
+            check(script, keys)
+            scripts.append((script, keys))
+        except ScriptError as exc:
+            problems.append((path, exc))
+    return scripts, problems
+
+
+def _run(args, now, reporter, json_reporter, junit, err) -> int:
+    import time
+
+    from .runner import Runner
+    from .transport import TransportError, open_transport
+
+    try:
+        scripts, problems = _load(args, err)
+    except ValueError as exc:
+        return _usage(f"--keys: {exc}")
+    if problems:
+        for path, exc in problems:
+            print(str(exc) if exc.pos else f"cardos run: error: {exc.message}", file=err)
+            if json_reporter is not None:
+                json_reporter.error(exc)
+            if junit is not None:
+                junit.add_static_error(path, exc)
+        if junit is not None:
+            junit.end_run({})
+        print(f"cardos run: {len(problems)} script error(s); nothing was sent to the card", file=err)
+        return EXIT_SCRIPT
+    try:
+        transport = open_transport(args.card, args.reader)
+    except TransportError as exc:
+        print(f"cardos run: error: {exc}", file=err)
+        if junit is not None:
+            for script, _keys in scripts:
+                junit.add_static_error(script.path, exc)
+            junit.end_run({})
+        return EXIT_TRANSPORT
+    started = time.perf_counter()
+    runner = Runner(transport, reporter, now=now, get_response=args.get_response, keep_going=args.keep_going)
+    reporter.start_run({"card": transport.label, "backend": transport.backend, "atr": transport.atr.hex().upper()})
+    results = []
+    try:
+        for script, keys in scripts:
+            result = runner.run_script(script, keys)
+            results.append(result)
+            if result.status == "transport" or (args.fail_fast and result.status in ("failed", "error")):
+                break
+    finally:
+        transport.close()
+    code = max((r.exit_code for r in results), default=EXIT_OK)
+    counts: dict = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    reporter.end_run({"scripts": len(args.scripts), "counts": counts, "apdus": sum(r.apdus for r in results),
+                      "checks": sum(r.checks for r in results), "failures": sum(r.failures for r in results),
+                      "seconds": round(time.perf_counter() - started, 4), "exit": code})
+    return code
+
+
+def _guess_format(path: str) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix in (".jcsh", ".scr", ".script"):
+        return "apdutool"
+    if suffix == ".scriptor":
+        return "scriptor"
+    return "cardos"
+
+
+def cmd_convert(args, out=None, err=None) -> int:
+    from .convert import convert
+    from .keysource import open_keys
+    from .lexer import ScriptError
+
+    out = out or sys.stdout
+    err = err or sys.stderr
+    keys = None
+    if args.keys:
+        try:
+            keys = open_keys(args.keys)
+        except ValueError as exc:
+            return _usage(f"--keys: {exc}")
+    try:
+        text = Path(args.script).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return _usage(f"{args.script}: cannot read: {exc}")
+    source = args.source or _guess_format(args.script)
+    try:
+        result = convert(text, args.script, source, args.target, keys)
+    except ScriptError as exc:
+        print(str(exc), file=err)
+        return EXIT_SCRIPT
+    if args.output:
+        Path(args.output).write_text(result, encoding="utf-8")
+    else:
+        out.write(result)
+    return EXIT_OK
+
+
+def cmd_decode(args, out=None, err=None) -> int:
+    from .decode_log import decode_log
+    from .report import use_color
+
+    out = out or sys.stdout
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return _usage(f"{args.file}: cannot read: {exc}")
+    decode_log(text, out, lang=args.lang, color=use_color(out, False if args.no_color else None))
+    return EXIT_OK

@@ -1,0 +1,358 @@
+"""Reports of a run: the decoded human trace, JSON lines, JUnit XML.
+
+All three receive the same events from the runner (``start_script``,
+``exchange``, ``check``, ``message``, ``error``, ``end_script``,
+``end_run``); :class:`Reporters` fans them out.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from ..decoder import DecodedCommand, decode_command, decode_response, describe_sw, hex_spaced
+
+WRAP = 16  # bytes per line of undivided data
+
+
+def use_color(stream, flag: bool | None = None) -> bool:
+    """Colour only on a terminal, never with ``--no-color`` or ``NO_COLOR`` set."""
+    if flag is False or os.environ.get("NO_COLOR"):
+        return False
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+class _Style:
+    def __init__(self, on: bool):
+        self.on = on
+
+    def __call__(self, code: str, text: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.on and text else text
+
+    def sw(self, sw: int, text: str) -> str:
+        hi = sw >> 8
+        code = "32" if hi in (0x90, 0x61) else ("33" if hi in (0x62, 0x63) else "31")
+        return self(code, text)
+
+
+def short(path: str) -> str:
+    return path
+
+
+def _fields_text(fields) -> str:
+    """``name=HEX (reading)`` for split data; nothing when there is only one field without a reading."""
+    named = [f for f in fields if f.name != "data"]
+    if len(named) == 1 and not named[0].note and len(fields) == 1:
+        return ""
+    return " ".join(f"{f.name}={f.hex()}" + (f" ({f.note})" if f.note else "") for f in fields if f.name != "data")
+
+
+def _data_groups(fields, indent: str) -> list:
+    """Data as lines: named fields compact and side by side, undivided data wrapped at 16 spaced bytes."""
+    if not fields:
+        return []
+    if len(fields) == 1 or all(f.name == "data" for f in fields):
+        data = b"".join(f.value for f in fields)
+        return [hex_spaced(data[i:i + WRAP]) for i in range(0, len(data), WRAP)]
+    return [" ".join(f.hex() for f in fields)]
+
+
+def command_lines(dc: DecodedCommand) -> list:
+    """``80 50 00 02 | 0B | 01 00000064 010203040506 | 10`` (long data on further lines)."""
+    head = [hex_spaced(dc.header)]
+    if dc.lc:
+        head.append(hex_spaced(dc.lc))
+    if not dc.valid and dc.fields:
+        head.append(hex_spaced(dc.fields[0].value))
+        return [" | ".join(head)]
+    groups = _data_groups(dc.fields, "")
+    le = hex_spaced(dc.le_bytes) if dc.le_bytes else ""
+    if len(groups) <= 1:
+        parts = head + groups + ([le] if le else [])
+        return [" | ".join(parts)]
+    lines = [" | ".join(head) + " | " + groups[0]]
+    lines += groups[1:-1]
+    lines.append(groups[-1] + (f" | {le}" if le else ""))
+    return lines
+
+
+class HumanReporter:
+    """The decoded trace (scriptor-like ``>``/``<`` lines, fields split, SW meanings, timing)."""
+
+    def __init__(self, out=sys.stdout, err=sys.stderr, color: bool = False, lang: str = "en", quiet: bool = False,
+                 summary: bool = True):
+        self.out = out
+        self.err = err
+        self.s = _Style(color)
+        self.lang = lang
+        self.quiet = quiet
+        self.summary = summary
+        self._header = None
+        self.failures: list = []
+        self.errors: list = []
+
+    def _print(self, text: str = "") -> None:
+        if not self.quiet:
+            print(text, file=self.out)
+
+    def start_run(self, info: dict) -> None:
+        self._print(self.s("2", f"card: {info.get('card', '?')}"))
+
+    def start_script(self, path: str) -> None:
+        self._header = None
+        self._print(self.s("1", f"== {path}"))
+
+    def _head(self, pos, title: str) -> None:
+        key = (pos.file, pos.line, pos.col)
+        if key != self._header:
+            self._header = key
+            self._print(f"{self.s('36', f'{pos.file}:{pos.line}')}  {self.s('1', title)}")
+
+    def exchange(self, ev) -> None:
+        if self.quiet:
+            return
+        if ev.command:
+            dc = decode_command(ev.command)
+            step = bool(ev.note) and "." in ev.note and " " not in ev.note
+            self._head(ev.pos, ev.note if step else dc.title(self.lang))
+            note = f"  {self.s('2', '(' + ev.note + ')')}" if ev.note and not step else ""
+            name = f"  {self.s('2', dc.title(self.lang))}" if ev.note else ""
+            lines = command_lines(dc)
+            self._print(f"  > {lines[0]}{name}{note}")
+            for extra in lines[1:]:
+                self._print(f"    {extra}")
+            labels = _fields_text(dc.fields)
+            if labels:
+                self._print(self.s("2", f"    {labels}"))
+        else:
+            self._head(ev.pos, "response")
+        if len(ev.response) < 2:
+            return
+        data = ev.data
+        fields = decode_response(ev.original or ev.command, data) if data else []
+        sw = ev.sw
+        sw_text = self.s.sw(sw, f"{sw >> 8:02X} {sw & 0xFF:02X}")
+        timing = f"  {self.s('2', f'{ev.seconds * 1000:.1f} ms')}" if ev.seconds is not None else ""
+        tail = f"{sw_text}  {describe_sw(sw, self.lang)}{timing}"
+        groups = _data_groups(fields, "")
+        if not groups:
+            self._print(f"  < {tail}")
+        elif len(groups) == 1 and len(groups[0]) <= 3 * WRAP:
+            self._print(f"  < {groups[0]} | {tail}")
+        else:
+            self._print(f"  < {groups[0]}")
+            for extra in groups[1:]:
+                self._print(f"    {extra}")
+            self._print(f"    {tail}")
+        labels = _fields_text(fields)
+        if labels:
+            self._print(self.s("2", f"    {labels}"))
+
+    def check(self, ev) -> None:
+        where = f"{ev.pos.file}:{ev.pos.line}"
+        if ev.ok:
+            shown = ev.expected if ev.expected.startswith("expect ") else f"=> {ev.expected}"
+            self._print(f"  {self.s('32', 'ok')}   {shown if ev.expected else ev.message}")
+        else:
+            text = ev.message or f"expected {ev.expected}, got {ev.actual}"
+            self.failures.append(f"{where}: {text}")
+            self._print(f"  {self.s('1;31', 'FAIL')} {where}: {text}")
+
+    def message(self, ev) -> None:
+        self._print(self.s("35", f"  # {ev.text}"))
+
+    def error(self, exc) -> None:
+        self.errors.append(str(exc))
+        print(self.s("1;31", f"{exc}") if not str(exc).startswith("error") else str(exc), file=self.err)
+
+    def end_script(self, result) -> None:
+        if result.status == "skipped":
+            self._print(self.s("33", f"  skipped: {result.skipped}"))
+
+    def end_run(self, summary: dict) -> None:
+        if not self.summary:
+            return
+        counts = summary["counts"]
+        parts = [f"{counts[k]} {k}" for k in ("passed", "failed", "error", "skipped", "transport") if counts.get(k)]
+        line = (f"{summary['scripts']} script(s): {', '.join(parts) or 'none run'} — {summary['apdus']} APDUs, "
+                f"{summary['checks']} checks, {summary['failures']} failed ({summary['seconds']:.2f} s)")
+        colour = "1;32" if summary["exit"] == 0 else "1;31"
+        print(self.s(colour, f"== {line}"), file=self.out)
+        if self.failures and not self.quiet:
+            print("failed:", file=self.out)
+        for failure in self.failures:
+            print(f"  {failure}", file=self.out)
+
+
+class JsonReporter:
+    """One JSON object per line: script, exchange, check, message, error, end, summary events."""
+
+    def __init__(self, out, lang: str = "en"):
+        self.out = out
+        self.lang = lang
+        self.script = None
+
+    def _emit(self, event: str, **fields) -> None:
+        self.out.write(json.dumps({"event": event, **fields}, ensure_ascii=False) + "\n")
+        self.out.flush()
+
+    def start_run(self, info: dict) -> None:
+        self._emit("run", **info)
+
+    def start_script(self, path: str) -> None:
+        self.script = path
+        self._emit("script", file=path)
+
+    def exchange(self, ev) -> None:
+        dc = decode_command(ev.command)
+        fields = decode_response(ev.original or ev.command, ev.data)
+        self._emit("exchange", file=ev.pos.file, line=ev.pos.line, command=ev.command.hex().upper(),
+                   name=dc.title(self.lang), command_fields={f.name: f.hex() for f in dc.fields},
+                   response=ev.response.hex().upper(), data=ev.data.hex().upper(), sw=f"{ev.sw:04X}",
+                   meaning=describe_sw(ev.sw, self.lang),
+                   response_fields={f.name: f.hex() for f in fields if f.name != "data"},
+                   ms=round(ev.seconds * 1000, 3), note=ev.note)
+
+    def check(self, ev) -> None:
+        self._emit("check", file=ev.pos.file, line=ev.pos.line, ok=ev.ok, expected=ev.expected, actual=ev.actual,
+                   message=ev.message)
+
+    def message(self, ev) -> None:
+        self._emit("message", file=ev.pos.file, line=ev.pos.line, text=ev.text)
+
+    def error(self, exc) -> None:
+        pos = getattr(exc, "pos", None)
+        self._emit("error", file=pos.file if pos else self.script, line=pos.line if pos else None,
+                   column=pos.col if pos else None, message=getattr(exc, "message", str(exc)),
+                   kind="script" if hasattr(exc, "pos") else "transport")
+
+    def end_script(self, result) -> None:
+        self._emit("end", file=result.path, status=result.status, checks=result.checks, failures=result.failures,
+                   apdus=result.apdus, seconds=round(result.seconds, 4), error=result.error or None,
+                   skipped=result.skipped or None)
+
+    def end_run(self, summary: dict) -> None:
+        self._emit("summary", **summary)
+
+
+class JUnitReporter:
+    """JUnit XML: one ``testsuite`` per script, one ``testcase`` per checked line; the trace in system-out."""
+
+    def __init__(self, path, lang: str = "en"):
+        self.path = Path(path)
+        self.lang = lang
+        self.suites: list = []
+        self._trace = None
+        self._titles: dict = {}
+
+    def start_run(self, info: dict) -> None:
+        self.info = info
+
+    def start_script(self, path: str) -> None:
+        self._buffer = io.StringIO()
+        self._trace = HumanReporter(self._buffer, self._buffer, color=False, lang=self.lang, summary=False)
+        self._trace.start_script(path)
+        self._titles = {}
+
+    def exchange(self, ev) -> None:
+        self._trace.exchange(ev)
+        key = (ev.pos.file, ev.pos.line)
+        if key not in self._titles:
+            dc = decode_command(ev.command)
+            self._titles[key] = ev.note if ev.note and "." in ev.note and " " not in ev.note else dc.title(self.lang)
+
+    def check(self, ev) -> None:
+        self._trace.check(ev)
+
+    def message(self, ev) -> None:
+        self._trace.message(ev)
+
+    def error(self, exc) -> None:
+        self._trace.error(exc)
+
+    def end_script(self, result) -> None:
+        self._trace.end_script(result)
+        self.suites.append((result, self._buffer.getvalue(), dict(self._titles)))
+
+    def add_static_error(self, path: str, exc) -> None:
+        """A script that failed to parse: a suite with one error case."""
+        from .runner import ScriptResult
+
+        result = ScriptResult(path, "error", error=str(exc))
+        result.cases.append((str(exc), getattr(exc, "pos", None)))
+        self.suites.append((result, "", {}))
+
+    def end_run(self, summary: dict) -> None:
+        root = ET.Element("testsuites", name="cardos run")
+        totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+        total_time = 0.0
+        for result, trace, titles in self.suites:
+            suite = ET.SubElement(root, "testsuite", name=result.path)
+            classname = _classname(result.path)
+            counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+            for case in result.cases:
+                counts["tests"] += 1
+                if isinstance(case, tuple):  # an error: (text, pos)
+                    text, pos = case
+                    line = f"line {pos.line}: " if pos is not None and getattr(pos, "line", 0) else ""
+                    tc = ET.SubElement(suite, "testcase", name=f"{line}error", classname=classname, time="0")
+                    ET.SubElement(tc, "error", message=text.splitlines()[0], type="error").text = text
+                    counts["errors"] += 1
+                    continue
+                title = titles.get((case.pos.file, case.pos.line), "")
+                expected = (case.expected if case.expected.startswith(("expect ", "verified")) else
+                            f"=> {case.expected}" if case.expected else "fail")
+                name = f"line {case.pos.line}: {title + ' ' if title else ''}{expected}"
+                if case.pos.file != result.path:
+                    name = f"{case.pos.file}:{case.pos.line}: {title + ' ' if title else ''}{expected}"
+                tc = ET.SubElement(suite, "testcase", name=name, classname=classname, time="0")
+                if not case.ok:
+                    text = case.message or f"expected {case.expected}, got {case.actual}"
+                    ET.SubElement(tc, "failure", message=text, type="expectation").text = \
+                        f"{case.pos.file}:{case.pos.line}: {text}"
+                    counts["failures"] += 1
+            if result.status == "skipped":
+                tc = ET.SubElement(suite, "testcase", name="script", classname=classname, time="0")
+                ET.SubElement(tc, "skipped", message=result.skipped)
+                counts["tests"] += 1
+                counts["skipped"] += 1
+            if counts["tests"] == 0:  # a script without checks passes if it ran through
+                ET.SubElement(suite, "testcase", name="run", classname=classname, time=f"{result.seconds:.4f}")
+                counts["tests"] = 1
+            for k, v in counts.items():
+                suite.set(k, str(v))
+                totals[k] += v
+            suite.set("time", f"{result.seconds:.4f}")
+            total_time += result.seconds
+            if trace:
+                ET.SubElement(suite, "system-out").text = trace
+        for k, v in totals.items():
+            root.set(k, str(v))
+        root.set("time", f"{total_time:.4f}")
+        tree = ET.ElementTree(root)
+        if hasattr(ET, "indent"):
+            ET.indent(tree)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tree.write(self.path, encoding="utf-8", xml_declaration=True)
+
+
+def _classname(path: str) -> str:
+    p = Path(path).with_suffix("")
+    parts = [part for part in p.parts if part not in (p.anchor, "..", ".")]
+    return ".".join(parts) or "script"
+
+
+class Reporters:
+    """Fan events out to several reporters."""
+
+    def __init__(self, *reporters):
+        self.reporters = [r for r in reporters if r is not None]
+
+    def __getattr__(self, name):
+        def fan_out(*args):
+            for r in self.reporters:
+                getattr(r, name)(*args)
+        return fan_out
