@@ -34,8 +34,8 @@ MAX_COUNTER = 0xFFFF
 class Session:
     """What an INITIALIZE leaves for its completing command (volatile)."""
 
-    __slots__ = ("kind", "tx_type", "purse", "key", "sk", "amount", "terminal", "counter", "random",
-                 "tac_key", "log", "cache")
+    __slots__ = ("amount", "cache", "counter", "key", "kind", "log", "purse", "random", "sk", "tac_key",
+                 "terminal", "tx_type")
 
     def __init__(self, kind, tx_type, purse, key, amount, terminal, counter, random, tac_key, log):
         self.kind = kind

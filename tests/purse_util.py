@@ -127,5 +127,21 @@ def session_key(key: bytes, data: str, alg=DES) -> bytes:
     return alg.session_key(key, hx(data))
 
 
-__all__ = ["DES", "SM4", "PIN", "Randoms", "SELECT_ADF", "SERIAL", "VERIFY_PIN", "WHEN", "authenticate",
-           "built_card", "clone", "key_record", "mac", "sample_card", "session_key", "tac_of"]
+__all__ = [
+    "DES",
+    "PIN",
+    "SELECT_ADF",
+    "SERIAL",
+    "SM4",
+    "VERIFY_PIN",
+    "WHEN",
+    "Randoms",
+    "authenticate",
+    "built_card",
+    "clone",
+    "key_record",
+    "mac",
+    "sample_card",
+    "session_key",
+    "tac_of",
+]

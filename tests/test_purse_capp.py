@@ -24,7 +24,7 @@ def _debit(t, amount="00000010", random="C0FFEE01", counter="0000", tsn="0000002
 @pytest.fixture
 def capp():
     """Sample card, EP loaded with 10.00, two composite records in 001A (tags AA, BB)."""
-    card, t, sample = sample_card()
+    card, t, _ = sample_card()
     t.randoms.push("11223344")
     t.ok(f"805000020B0100000064{TERM}10")
     sk = session_key(K.load, "11223344 0000 8000")

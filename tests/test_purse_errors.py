@@ -4,14 +4,13 @@ import json
 import pytest
 
 from cardos import Card
-from cardos.apdu import build
 from cardos.config import CardConfig
 from cardos.sample import SampleKeys
 from cardos.terminal.secure import protected_apdu
 
 from .conftest import Terminal, hx
-from .purse_util import (PIN, SELECT_ADF, VERIFY_PIN, Randoms, built_card, clone, key_record, mac, sample_card,
-                         session_key)
+from .purse_util import (PIN, SELECT_ADF, VERIFY_PIN, Randoms, built_card, clone, key_record, mac,
+                         sample_card, session_key)
 
 K = SampleKeys()
 TERM = "112233445566"
@@ -124,7 +123,7 @@ def test_key_use_right_is_enforced():
     keys = {(0x3A, 0): key_record(0x3A, hx(PIN), b3=0x01, b4=0x33),
             (0x34, 0): key_record(0x34, K.tac),
             (0x3F, 1): key_record(0x3F, K.load, use=0x11)}  # usable only in state 1 (after the PIN)
-    card, t = built_card(keys=keys)
+    _, t = built_card(keys=keys)
     assert t.sw(f"805000020B0100000001{TERM}10") == 0x6982
     t.ok(VERIFY_PIN)
     assert len(t.ok(f"805000020B0100000001{TERM}10")) == 16
@@ -158,7 +157,7 @@ def test_insufficient_balance_answers_9401(sample):
 
 
 def test_load_beyond_max_balance_answers_6985():
-    card, t, _ = sample_card(config=CardConfig(max_balance=0x1000))
+    _, t, _ = sample_card(config=CardConfig(max_balance=0x1000))
     assert t.sw(f"805000020B0100001001{TERM}10") == 0x6985
     _loaded(t, "00001000")
     assert t.sw(f"805000020B0100000001{TERM}10") == 0x6985

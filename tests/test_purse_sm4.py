@@ -39,7 +39,7 @@ def _card(tac_alg: int = 0x04, dtk: bytes = DTK, load: bytes = DLK, purchase: by
 
 
 def test_sm4_load_follows_the_hypotheses():
-    card, t = _card()
+    _, t = _card()
     t.randoms.push("0A0B0C0D")
     init = t.ok(f"805000020B0100000100{TERM}10")
     sk = _sm4_ecb(DLK, hx("0A0B0C0D 0000 8000") + bytes(8))  # input ‖ 00×8 → 16-byte session key
@@ -50,7 +50,7 @@ def test_sm4_load_follows_the_hypotheses():
 
 
 def test_sm4_purchase_follows_the_hypotheses():
-    card, t = _card()
+    _, t = _card()
     t.randoms.push("0A0B0C0D")
     t.ok(f"805000020B0100000100{TERM}10")
     sk = _sm4_ecb(DLK, hx("0A0B0C0D 0000 8000") + bytes(8))
@@ -66,7 +66,7 @@ def test_sm4_purchase_follows_the_hypotheses():
 
 def test_algorithm_is_per_key_sm4_purse_key_with_a_3des_tac_key():
     from cardos.crypto import DES
-    card, t = _card(tac_alg=0x00, dtk=DTK_DES)
+    _, t = _card(tac_alg=0x00, dtk=DTK_DES)
     t.randoms.push("0A0B0C0D")
     t.ok(f"805000020B0100000100{TERM}10")
     sk = _sm4_ecb(DLK, hx("0A0B0C0D 0000 8000") + bytes(8))
@@ -79,7 +79,7 @@ def test_sm4_card_with_diversified_keys_through_the_terminal():
     masters = IssuerKeys(load=hx("11" * 16), purchase=hx("22" * 16), tac=hx("33" * 16), algorithm="SM4")
     card_keys = {role: SM4.diversify(masters.master(role), SERIAL) for role in ("load", "purchase", "tac")}
     assert card_keys["tac"] == SM4.encrypt(hx("33" * 16), SERIAL + bytes(b ^ 0xFF for b in SERIAL))
-    card, t = _card(dtk=card_keys["tac"], load=card_keys["load"], purchase=card_keys["purchase"])
+    card, _ = _card(dtk=card_keys["tac"], load=card_keys["load"], purchase=card_keys["purchase"])
     assert tx.select_application(card) == SERIAL
     records = [tx.load(card, LoadHost(masters), 5000, terminal=hx("000000000002"), when=WHEN),
                tx.purchase(card, PSAM(masters, hx(TERM)), 1234, when=WHEN)]

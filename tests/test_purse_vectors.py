@@ -16,7 +16,7 @@ from .purse_util import VERIFY_PIN, WHEN, sample_card, session_key, tac_of
 
 def test_row3_ncu_ed_load():
     dlk = hx("11223344556677888877665544332211")
-    card, t, sample = sample_card(load=dlk)
+    _, t, sample = sample_card(load=dlk)
     t.randoms.push("11223344")
     t.ok(VERIFY_PIN)  # the ED's use right (F1) needs the PIN
     # INITIALIZE FOR LOAD, ED: key 01, amount 1000, terminal 001122334455
@@ -42,7 +42,7 @@ def test_row4_bjava_load_after_23_transactions():
 
 def test_rows5_to_7_bdeng_load_then_purchase():
     k = hx("00112233445566778899AABBCCDDEEFF")  # DLK = DPK = DTK
-    card, t, _ = sample_card(load=k, purchase=k, tac=k)
+    _, t, _ = sample_card(load=k, purchase=k, tac=k)
     t.randoms.push("E0B84748", "C903814D", "584633C9")
     # row 5: a first INITIALIZE FOR LOAD, abandoned
     assert t.ok("805000020B 01 00002000 001122334455 10") == hx("00000000 0000 01 00 E0B84748 EA411F90")
@@ -64,7 +64,7 @@ def test_rows5_to_7_bdeng_load_then_purchase():
 
 def test_row8_brobur_load_and_detail_record():
     dlk, dtk = hx("3F3F3F3F3F3F3F3F1122334455667788"), hx("34343434343434341122334455667788")
-    card, t, _ = sample_card(load=dlk, tac=dtk)
+    _, t, _ = sample_card(load=dlk, tac=dtk)
     t.randoms.push("4E066548")
     assert t.ok("805000020B 01 00000010 666666666666 10") == hx("00000000 0000 01 00 4E066548 0D39ADBB")
     assert session_key(dlk, "4E066548 0000 8000") == hx("3B75C79CFA8C2327")

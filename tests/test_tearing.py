@@ -15,7 +15,8 @@ from cardos.terminal.host import LoadHost
 from cardos.terminal.keys import IssuerKeys
 
 from .conftest import Terminal, hx
-from .purse_util import SELECT_ADF, VERIFY_PIN, WHEN, Randoms, authenticate, clone, mac, sample_card, session_key
+from .purse_util import (SELECT_ADF, VERIFY_PIN, WHEN, Randoms, authenticate, clone, mac, sample_card,
+                         session_key)
 
 K = SampleKeys()
 TERM = "AABBCCDDEEFF"

@@ -7,12 +7,12 @@ UPDATE CAPP DATA CACHE ``80/84 DC``. Decisions: ``docs/purse.md``.
 from __future__ import annotations
 
 from ..apdu import CardError, Command
+from ..crypto import constant_time_equal
 from ..keys import KeyType
 from ..purse import (CAPP_PURCHASE, DEBIT, ED_FID, ED_LOAD, ED_PURCHASE, ED_WITHDRAW, EP_FID, EP_LOAD,
                      EP_PURCHASE, LOAD, MAX_COUNTER, ONLINE_PAD, OVERDRAW_UPDATE, PROOF_TYPES, UNLOAD,
-                     UNLOAD_KIND, UPDATE, Session, commit, find_purse, mac_failed, mac_ok, purse_aids,
-                     take_session, tac, transaction_key)
-from ..crypto import constant_time_equal
+                     UNLOAD_KIND, UPDATE, Session, commit, find_purse, mac_failed, mac_ok, purse_aids, tac,
+                     take_session, transaction_key)
 from ..sw import SW
 from .record import MODE_BY_NUMBER, MODE_FIRST, _check_tlv, _tag_index, record_file
 from .secure import plain_write_data

@@ -30,7 +30,7 @@ class LoadHost:
     def _session_key(self, role: str, key_index: int, serial: bytes, random: bytes, counter: int) -> bytes:
         try:
             key = self.keys.card_key(role, key_index, serial)
-        except Exception as exc:  # LookupError, KeySetError: no such key
+        except Exception as exc:  # noqa: BLE001 - LookupError, KeySetError: no such key
             raise HostError(str(exc)) from None
         return self.keys.algorithm.session_key(key, random + counter.to_bytes(2, "big") + ONLINE_PAD)
 
@@ -79,7 +79,7 @@ def verify_tac(keys, record: TransactionRecord) -> bool | None:
         return None
     try:
         dtk = keys.card_key("tac", None, record.serial)
-    except Exception:  # no (single) TAC key in this key source
+    except Exception:  # noqa: BLE001 - no (single) TAC key in this key source
         return None
     alg = keys.algorithm
     return constant_time_equal(alg.mac(alg.tac_key(dtk), record.tac_input()), record.tac)

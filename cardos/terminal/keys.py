@@ -90,7 +90,7 @@ class IssuerKeys:
                          for role, by_index in self.keys.items()}}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "IssuerKeys":
+    def from_dict(cls, d: dict) -> IssuerKeys:
         """``{"algorithm": "3DES", "diversify": true, "keys": {"tac": "<hex>", "load": {"1": "<hex>"}}}``."""
         if not isinstance(d, dict):
             raise ValueError("expected a JSON object")

@@ -33,7 +33,7 @@ class PSAM:
         """Return (TSN, MAC1) for DEBIT FOR PURCHASE; remembers the MAC2 the card must answer."""
         try:
             dpk = self.keys.card_key("purchase", key_index, serial)
-        except Exception as exc:  # LookupError, KeySetError: no such key
+        except Exception as exc:  # noqa: BLE001 - LookupError, KeySetError: no such key
             raise PSAMError(str(exc)) from None
         tsn = (self.tsn & 0xFFFFFFFF).to_bytes(4, "big")
         self.tsn = (self.tsn + 1) & 0xFFFFFFFF

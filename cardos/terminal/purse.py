@@ -19,8 +19,8 @@ from datetime import datetime
 
 from ..apdu import build
 from ..crypto import constant_time_equal
-from .records import (CAPP_PURCHASE, ED_LOAD, ED_PURCHASE, ED_WITHDRAW, EP_LOAD, EP_PURCHASE,
-                      OVERDRAW_UPDATE, UNLOAD, TransactionRecord)
+from .records import (CAPP_PURCHASE, ED_LOAD, ED_PURCHASE, ED_WITHDRAW, EP_LOAD, EP_PURCHASE, OVERDRAW_UPDATE,
+                      UNLOAD, TransactionRecord)
 from .secure import protected_apdu
 
 ED, EP = 0x01, 0x02

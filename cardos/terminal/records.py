@@ -87,7 +87,7 @@ class TransactionRecord:
                 "tac": self.tac.hex().upper(), "mac": self.mac.hex().upper()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TransactionRecord":
+    def from_dict(cls, d: dict) -> TransactionRecord:
         """Read the dict form back; integers may be given as JSON numbers or decimal strings."""
         if not isinstance(d, dict):
             raise RecordFormatError("expected an object")
