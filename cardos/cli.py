@@ -32,6 +32,12 @@ def _cmd_serve(args) -> int:
     return run(args)
 
 
+def _cmd_settle(args) -> int:
+    from .terminal.settle import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cardos", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"cardos {__version__}")
@@ -56,6 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "reader slot (default localhost:35963), until SIGTERM/SIGINT. See docs/pcsc.md.")
     add_serve_arguments(p)
     p.set_defaults(func=_cmd_serve)
+
+    from .terminal.settle import add_arguments as add_settle_arguments
+
+    p = sub.add_parser("settle", help="check the TACs of uploaded transaction records (clearing)",
+                       description="Verify the TAC of every record in FILE (JSON lines or CSV) with the "
+                       "issuer's TAC master key; report forged, altered, unreadable and replayed records. "
+                       "Exit 0 when all are accepted, 1 when any is rejected. See docs/purse.md.")
+    add_settle_arguments(p)
+    p.set_defaults(func=_cmd_settle)
     return parser
 
 
