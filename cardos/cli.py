@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "Exit 0 when all are accepted, 1 when any is rejected. See docs/purse.md.")
     add_settle_arguments(p)
     p.set_defaults(func=_cmd_settle)
+
+    from .scripting.cli import add_parsers as add_script_parsers
+
+    add_script_parsers(sub)  # run, convert, decode (docs/scripts.md)
     return parser
 
 
