@@ -33,6 +33,32 @@ def run_demo(out=sys.stdout, image=None) -> int:
                         ("read 0015 (public application data)", "00B095001E")):
         response = card.transmit(bytes.fromhex(apdu))
         print(f"  {label:38s} > {apdu} < {_hex(response)}", file=out)
+    _top_up_and_spend(card, issued, out)
     if image:
         print(f"card image saved to {image}", file=out)
     return 0
+
+
+def _top_up_and_spend(card, issued, out) -> None:
+    """圈存 100.00 through a load host, 消费 12.50 through a PSAM (cardos.terminal, sample TEST keys)."""
+    from .terminal import purse as tx
+    from .terminal.host import LoadHost
+    from .terminal.keys import IssuerKeys
+    from .terminal.psam import PSAM
+
+    k = issued.keys
+    keys = IssuerKeys(load=k.load, purchase=k.purchase, tac=k.tac, diversify=False)
+
+    def transmit(apdu: bytes) -> bytes:
+        response = card.transmit(apdu)
+        print(f"    > {_hex(apdu)}\n    < {_hex(response)}", file=out)
+        return response
+
+    print(f"EP balance {tx.get_balance(card) / 100:.2f}", file=out)
+    print("top-up (圈存) of 100.00 at a load terminal:", file=out)
+    record = tx.load(transmit, LoadHost(keys), 10000, terminal=bytes.fromhex("000000000001"), serial=issued.serial)
+    print(f"  {record}", file=out)
+    print("purchase (消费) of 12.50 at a POS:", file=out)
+    record = tx.purchase(transmit, PSAM(keys, bytes.fromhex("123456789012")), 1250, serial=issued.serial)
+    print(f"  {record}", file=out)
+    print(f"EP balance {tx.get_balance(card) / 100:.2f}", file=out)

@@ -220,3 +220,18 @@ def test_keyset_files_feed_the_terminal(tmp_path):
     records = [tx.load(card, LoadHost(ks), 500, terminal=HOST_TERM, when=WHEN),
                tx.purchase(card, PSAM(ks, POS_TERM), 20, when=WHEN)]
     assert settle(records, ks).ok
+
+
+def test_demo_loads_and_spends():
+    import io
+
+    from cardos.demo import run_demo
+
+    out = io.StringIO()
+    assert run_demo(out=out) == 0
+    text = out.getvalue()
+    assert "EP load: card 3100000000000001 counter 0 amount 100.00 balance 100.00" in text
+    assert "EP purchase: card 3100000000000001 counter 0 amount 12.50 balance 87.50" in text
+    records = [line for line in text.splitlines() if line.startswith(("  EP load:", "  EP purchase:"))]
+    assert len(records) == 2 and all(len(line.rsplit(" TAC ", 1)[1]) == 8 for line in records)
+    assert text.rstrip().endswith("EP balance 87.50")
