@@ -235,3 +235,19 @@ def test_demo_loads_and_spends():
     records = [line for line in text.splitlines() if line.startswith(("  EP load:", "  EP purchase:"))]
     assert len(records) == 2 and all(len(line.rsplit(" TAC ", 1)[1]) == 8 for line in records)
     assert text.rstrip().endswith("EP balance 87.50")
+
+
+def test_through_a_pyscard_connection():
+    pytest.importorskip("smartcard")
+    from cardos.transports.pyscard_reader import emulated_reader
+
+    card = personalized()
+    with emulated_reader(card) as reader:
+        connection = reader.createConnection()
+        connection.connect()
+        assert tx.select_application(connection) == SERIAL
+        records = [tx.load(connection, LoadHost(MASTERS), 2000, terminal=HOST_TERM, when=WHEN),
+                   tx.purchase(connection, PSAM(MASTERS, POS_TERM), 150, when=WHEN)]
+        assert tx.get_balance(connection) == 1850
+        connection.disconnect()
+    assert settle(records, MASTERS).ok

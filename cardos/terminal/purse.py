@@ -3,8 +3,8 @@ purchase, cash withdraw, unload, overdraw update, balance, and recovery of a
 torn transaction through GET TRANSACTION PROOF (§6).
 
 Every function takes ``card``: anything with ``transmit(bytes) -> bytes``
-(an in-process :class:`cardos.Card`, a PC/SC connection adapter) or such a
-callable. The application must be selected (:func:`select_application`)
+(an in-process :class:`cardos.Card`), such a callable, or a pyscard
+``CardConnection`` (lists and ``(data, sw1, sw2)`` are converted). The application must be selected (:func:`select_application`)
 and, for the ED, the PIN verified (:func:`verify_pin`) first.
 
 If the card goes mute on the completing command (card pulled, power lost)
@@ -108,6 +108,13 @@ class CappUpdate:
 # -- the channel ---------------------------------------------------------------------------
 
 def _transmit_of(card):
+    if hasattr(card, "getATR") and hasattr(card, "connect"):  # a pyscard CardConnection: lists, (data, sw1, sw2)
+        send = card.transmit
+
+        def transmit(apdu: bytes) -> bytes:
+            data, sw1, sw2 = send(list(apdu))
+            return bytes(data) + bytes((sw1, sw2))
+        return transmit
     return card.transmit if hasattr(card, "transmit") else card
 
 
