@@ -38,6 +38,24 @@ def _cmd_settle(args) -> int:
     return run(args)
 
 
+def _cmd_keys(args) -> int:
+    from .issuing import run_keys
+
+    return run_keys(args)
+
+
+def _cmd_issue(args) -> int:
+    from .issuing import run_issue
+
+    return run_issue(args)
+
+
+def _cmd_profiles(args) -> int:
+    from .issuing import run_profiles
+
+    return run_profiles(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cardos", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"cardos {__version__}")
@@ -71,6 +89,27 @@ def build_parser() -> argparse.ArgumentParser:
                        "Exit 0 when all are accepted, 1 when any is rejected. See docs/purse.md.")
     add_settle_arguments(p)
     p.set_defaults(func=_cmd_settle)
+
+    from .issuing import add_issue_arguments, add_keys_arguments, add_profiles_arguments
+
+    p = sub.add_parser("keys", help="issuer key sets: make one, list one",
+                       description="Issuer key sets (master keys the card keys are diversified from). "
+                       "See docs/keysets.md.")
+    add_keys_arguments(p)
+    p.set_defaults(func=_cmd_keys)
+
+    p = sub.add_parser("issue", help="personalize a card from a profile and a key set (发卡)",
+                       description="Issue a blank card with a card profile (--profile), or add an application "
+                       "profile to an issued card (--add-app), through APDUs: an emulated card (--out / --card) "
+                       "or a card in a PC/SC reader (--reader). See docs/profiles.md.")
+    add_issue_arguments(p)
+    p.set_defaults(func=_cmd_issue)
+
+    p = sub.add_parser("profiles", help="list the shipped issuance profiles, or check and describe one",
+                       description="Without an argument, list the shipped profiles; with one, validate it "
+                       "(exit 2 naming the file, field and reason when it is bad) and describe it.")
+    add_profiles_arguments(p)
+    p.set_defaults(func=_cmd_profiles)
 
     from .scripting.cli import add_parsers as add_script_parsers
 

@@ -535,10 +535,10 @@ def _sample_values(params: dict) -> dict:
 
 
 def _static_length(r: _Reader, f: Field, params: dict, where: str) -> int | None:
-    """A field's byte length when it can be known without values."""
-    if f.length is not None:
-        return f.length
+    """A field's byte length when it can be known without values (literal values are checked now)."""
     names = template_names(f.value)
+    if f.length is not None and names:
+        return f.length
     if not names:
         try:
             return len(encode_field(f, {}))

@@ -1,0 +1,333 @@
+"""Command-line front ends of card creation: ``cardos keys``, ``cardos issue``, ``cardos profiles``.
+
+Errors are one line naming the file, the field and the reason. Exit codes:
+0 done, 1 the card refused a step (the message names it), 2 a bad profile,
+key set, image or argument, 3 no reader / no card. A card image is never
+left half-issued: ``--out`` refuses an existing file and is written only
+after the last step; ``--card`` issues into memory and replaces the image
+atomically at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from . import image as image_module
+from . import profiles as P
+from .keyset import STANDARD_ROLES, KeySet, KeySetError, load as load_keyset
+from .personalize import IssueError, add_application, issue, script_header, script_text
+
+
+class _Fail(Exception):
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message)
+        self.code = code
+
+
+def _err(message: str) -> None:
+    print(f"cardos: error: {message}", file=sys.stderr)
+
+
+# -- cardos keys ------------------------------------------------------------------------------
+
+def add_keys_arguments(parser) -> None:
+    sub = parser.add_subparsers(dest="keys_command", metavar="ACTION")
+    sub.required = True
+    p = sub.add_parser("new", help="make a key set of random master keys",
+                       description="Write a new issuer key set FILE (JSON, mode 0600) with random master keys "
+                                   "(Python secrets) for every standard role. Keys are not printed unless --show. "
+                                   "See docs/keysets.md.")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--sm4", action="store_true", help="SM4 masters (default: 2-key 3DES)")
+    p.add_argument("--test", action="store_true", help="mark the key set as TEST keys (may be shared)")
+    p.add_argument("--show", action="store_true", help="print the master keys")
+    p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    p.add_argument("--description", metavar="TEXT", default="", help="a note stored in the file")
+    p = sub.add_parser("show", help="list the roles of a key set with key check values",
+                       description="Validate FILE (or a shipped key set: test, test-sm4) and list its roles, "
+                                   "indexes and key check values (KCV); master keys only with --show.")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--show", action="store_true", help="print the master keys too")
+
+
+def _print_keyset(ks: KeySet, show: bool, out) -> None:
+    purposes = {role: purpose for role, _i, purpose in STANDARD_ROLES}
+    print(f"{ks.path}: {ks.algorithm_name} key set{' (TEST keys)' if ks.test else ''}"
+          + (f" — {ks.description}" if ks.description else ""), file=out)
+    for role in ks.roles():
+        for index in sorted(ks.keys[role]):
+            line = f"  {role + '.' + str(index):16s} KCV {ks.kcv(role, index)}"
+            if show:
+                line += f"  {ks.master(role, index).hex().upper()}"
+            if role in purposes and index == min(ks.keys[role]):
+                line += f"  {purposes[role]}"
+            print(line, file=out)
+
+
+def run_keys(args, out=None) -> int:
+    out = out or sys.stdout
+    try:
+        if args.keys_command == "new":
+            ks = KeySet.generate(sm4=args.sm4, test=args.test, description=args.description)
+            ks.save(args.file, overwrite=args.force)
+            n = sum(len(v) for v in ks.keys.values())
+            print(f"wrote {ks.algorithm_name} key set {args.file} ({len(ks.keys)} roles, {n} master keys, mode 0600"
+                  f"{', TEST keys' if ks.test else ''})", file=out)
+            if args.show:
+                _print_keyset(ks, True, out)
+            return 0
+        _print_keyset(load_keyset(args.file), args.show, out)
+        return 0
+    except KeySetError as exc:
+        _err(str(exc))
+        return 2
+
+
+# -- cardos profiles --------------------------------------------------------------------------
+
+def add_profiles_arguments(parser) -> None:
+    parser.add_argument("profile", nargs="?", metavar="NAME|FILE",
+                        help="a shipped profile or a profile file to validate and describe")
+
+
+def describe_profile(profile: P.Profile, out) -> None:
+    print(f"{profile.name} ({profile.kind}): {profile.description}", file=out)
+    print(f"  file {profile.path}", file=out)
+    print("  parameters:", file=out)
+    for name, p in profile.params.items():
+        default = "(required)" if p.default is None else repr(p.default)
+        print(f"    {name:18s} {p.type:6s} {default}" + (f"  {p.help}" if p.help else ""), file=out)
+    for df in profile.dfs():
+        title = "MF 3F00" if df.is_mf else f"{df.name} {df.fid:04X} AID {df.df_name.hex().upper()}"
+        print(f"  {title}: create {df.create:02X} erase {df.erase:02X}", file=out)
+        for k in df.keys:
+            source = f"role {k.role}.{k.index}" if k.role else "value from parameters"
+            print(f"    key {k.name:12s} {k.stored_type:02X}/{k.kid:02X} {source}"
+                  + (" [secure update]" if k.secure_update else ""), file=out)
+        for ef in df.files:
+            print(f"    EF {ef.fid:04X} {ef.kind:8s} {ef.name}", file=out)
+    if profile.lockdown:
+        print(f"  lock-down: {len(profile.lockdown)} step(s)", file=out)
+    print(f"  key-set roles needed: {', '.join(sorted(profile.roles()))}", file=out)
+
+
+def run_profiles(args, out=None) -> int:
+    out = out or sys.stdout
+    if not args.profile:
+        for name in P.shipped():
+            profile = P.load(name)
+            print(f"{name:14s} {profile.kind:12s} {profile.description}", file=out)
+        return 0
+    try:
+        describe_profile(P.load(args.profile), out)
+    except P.ProfileError as exc:
+        _err(str(exc))
+        return 2
+    return 0
+
+
+# -- cardos issue -----------------------------------------------------------------------------
+
+def add_issue_arguments(parser) -> None:
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--profile", metavar="NAME|FILE", help="issue a blank card with this card profile "
+                      f"(shipped: {', '.join(P.shipped())})")
+    what.add_argument("--add-app", metavar="NAME|FILE", dest="add_app",
+                      help="add the application(s) of this application profile to an issued card")
+    parser.add_argument("--keys", metavar="FILE", required=True,
+                        help="issuer key set (cardos keys new FILE; shipped test sets: test, test-sm4)")
+    parser.add_argument("--issuer-keys", metavar="FILE", dest="issuer_keys",
+                        help="--add-app: key set holding the MF key that grants the create right "
+                             "(default: --keys); also the transport key role for --profile")
+    parser.add_argument("--serial", metavar="N", help="card sequence number (the profile's serial parameter)")
+    parser.add_argument("--param", metavar="NAME=VALUE", action="append", default=[],
+                        help="set a profile parameter (repeatable); see cardos profiles NAME")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--out", metavar="IMAGE", help="issue an emulated card into this new image file")
+    target.add_argument("--card", metavar="IMAGE", help="an existing card image (a blank one from cardos new, or "
+                        "an issued one for --add-app); replaced atomically when every step succeeded")
+    target.add_argument("--reader", metavar="NAME", help="a card in this PC/SC reader (name, unique part, or index)")
+    parser.add_argument("--save-script", metavar="FILE", dest="save_script",
+                        help="also save the APDU sequence as a cardos script that recomputes MACs when run")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print every APDU exchange")
+
+
+def _params(args) -> dict:
+    params = {}
+    for item in args.param:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise _Fail(f"--param {item!r}: write NAME=VALUE")
+        params[name.strip()] = value
+    if args.serial is not None:
+        params["serial"] = args.serial
+    return params
+
+
+def _open_reader(name: str):
+    """A pyscard connection with ``transmit(bytes) -> bytes``."""
+    try:
+        from .scripting.transport import PcscTransport, TransportError
+    except ImportError:  # pragma: no cover - the script runner ships with cardos
+        PcscTransport = None
+    if PcscTransport is not None:
+        try:
+            return PcscTransport(name)
+        except TransportError as exc:
+            raise _Fail(str(exc), 3) from None
+    try:  # pragma: no cover - fallback without the script runner
+        from smartcard.System import readers
+
+        available = readers()
+        hits = [r for r in available if name.lower() in str(r).lower()]
+        if len(hits) != 1:
+            raise _Fail(f"reader {name!r}: {len(hits)} matches among {', '.join(map(str, available)) or 'none'}", 3)
+        connection = hits[0].createConnection()
+        connection.connect()
+    except _Fail:
+        raise
+    except Exception as exc:  # pragma: no cover - depends on pcscd
+        raise _Fail(f"reader {name!r}: {exc}", 3) from None
+
+    class _Adapter:  # pragma: no cover
+        label = str(hits[0])
+
+        def transmit(self, apdu: bytes) -> bytes:
+            data, sw1, sw2 = connection.transmit(list(apdu))
+            return bytes(data) + bytes((sw1, sw2))
+
+        def close(self):
+            connection.disconnect()
+
+    return _Adapter()
+
+
+def _image_card(path: str):
+    """A card image loaded into memory (changes are not saved until we say so)."""
+    from .card import Card
+
+    raw = image_module.read_image(path)
+    try:
+        atr, config, blocked, mf = image_module.card_state_from_dict(raw)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise image_module.ImageError(path, str(exc)) from None
+    return Card(mf, config=config, atr=atr, card_blocked=blocked)
+
+
+def _logger(out):
+    def log(label, apdu, response):
+        sw = response[-2:].hex().upper() if len(response) >= 2 else "----"
+        shown = apdu.hex().upper()
+        if len(shown) > 48:
+            shown = shown[:45] + "..."
+        print(f"  {label[:58]:58s} > {shown:48s} < {sw}", file=out)
+    return log
+
+
+def run_issue(args, out=None) -> int:
+    out = out or sys.stdout
+    try:
+        return _run_issue(args, out)
+    except _Fail as exc:
+        _err(str(exc))
+        return exc.code
+    except (P.ProfileError, KeySetError, image_module.ImageError) as exc:
+        _err(str(exc))
+        return 2
+    except IssueError as exc:
+        _err(str(exc))
+        if args.card:
+            print(f"cardos: the card image {args.card} is unchanged", file=sys.stderr)
+        elif args.out:
+            print(f"cardos: nothing was written to {args.out}", file=sys.stderr)
+        return 1
+
+
+def _run_issue(args, out) -> int:
+    if args.serial is not None and args.add_app:
+        raise _Fail("--serial names a new card's number; with --add-app the card serial is read from the card "
+                    "(or give --param card_serial=HEX)")
+    profile = P.load(args.profile or args.add_app)
+    if args.profile and profile.kind != "card":
+        raise _Fail(f"{profile.path}: kind: is \"application\"; use --add-app {args.profile}")
+    if args.add_app and profile.kind != "application":
+        raise _Fail(f"{profile.path}: kind: is \"card\"; use --profile {args.add_app}")
+    keyset = load_keyset(args.keys)
+    issuer_keys = load_keyset(args.issuer_keys) if args.issuer_keys else None
+    params = _params(args)
+    if args.out and os.path.exists(args.out):
+        raise _Fail(f"{args.out}: already exists (refusing to overwrite a card image; use --card to issue onto it)")
+    if args.add_app and not (args.card or args.reader):
+        raise _Fail("--add-app needs the issued card: --card IMAGE or --reader NAME")
+    if args.save_script and issuer_keys is not None and args.add_app:
+        raise _Fail("--save-script: a script names one key set; save it without --issuer-keys")
+    if args.save_script and keyset.path is None:
+        raise _Fail("--save-script needs a key-set file")
+
+    # the card: in memory (new or loaded image) or in a reader
+    reader = None
+    if args.reader:
+        reader = _open_reader(args.reader)
+        target = reader.transmit
+        where = f"the card in {getattr(reader, 'label', args.reader)}"
+    else:
+        from .card import Card
+
+        card = _image_card(args.card) if args.card else Card.blank()
+        card.power_on()
+        target = card.transmit
+        where = args.card or args.out or "a blank card in memory (dry run: nothing saved)"
+    if reader is not None and keyset.test:
+        print("warning: issuing a card in a reader with TEST keys (public; never for cards in the field)",
+              file=sys.stderr)
+    log = _logger(out) if args.verbose else None
+    try:
+        if args.add_app:
+            plan = add_application(target, profile, keyset, params, mf_keyset=issuer_keys, log=log)
+        else:
+            plan = issue(target, profile, keyset, params, log=log, transport_keyset=issuer_keys)
+    finally:
+        if reader is not None and hasattr(reader, "close"):
+            reader.close()
+
+    if not args.reader:
+        if args.out:
+            card.save_as(args.out)
+        elif args.card:
+            image_module.ImageStore(args.card).write(image_module.dumps(card))
+    apps = ", ".join(f"{a.name} ({a.df_name.hex().upper()})" for a in profile.applications)
+    serial = plan.values.get("app_serial") or plan.values.get("card_serial")
+    verb = "added" if args.add_app else "issued"
+    print(f"{verb} {profile.name}: {apps}; serial {serial}; {plan.apdu_count} APDUs; "
+          f"{plan.eeprom} bytes of EEPROM; {where}", file=out)
+    if args.save_script:
+        ref = _keys_ref(keyset, args.save_script)
+        what = (f"add {profile.name} to the card with serial {serial}" if args.add_app
+                else f"issue {profile.name} onto a blank card")
+        text = script_text(plan, ref, script_header(plan, keyset, what))
+        fd = os.open(args.save_script, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        print(f"saved the APDU script {args.save_script} (run it with: cardos run {args.save_script} "
+              "--card IMAGE | --reader NAME)", file=out)
+    return 0
+
+
+def _keys_ref(keyset: KeySet, script_path: str) -> str:
+    from .keyset import SHIPPED_DIR
+
+    path = Path(keyset.path)
+    if path.parent.resolve() == SHIPPED_DIR.resolve():
+        return path.stem
+    try:
+        return os.path.relpath(path.resolve(), Path(script_path).resolve().parent)
+    except ValueError:  # another drive (Windows)
+        return str(path.resolve())
+
+
+def main(argv=None) -> int:  # pragma: no cover - convenience for python -m
+    parser = argparse.ArgumentParser(prog="cardos issue")
+    add_issue_arguments(parser)
+    return run_issue(parser.parse_args(argv))
