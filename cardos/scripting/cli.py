@@ -33,6 +33,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--keep-going", action="store_true",
                    help="after a failed expectation, carry on with the script (default: go to the next script)")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failed script")
+    p.add_argument("--fresh", action="store_true",
+                   help="a fresh blank in-memory card for each script (default: one card for all, in order)")
     p.add_argument("--get-response", choices=("auto", "manual"), default="auto",
                    help="auto (default): fetch 61XX data and resend on 6CXX, shown as extra lines; "
                         "manual: send only what the script says")
@@ -161,6 +163,8 @@ def _run(args, now, reporter, json_reporter, junit, err) -> int:
             junit.end_run({})
         print(f"cardos run: {len(problems)} script error(s); nothing was sent to the card", file=err)
         return EXIT_SCRIPT
+    if args.fresh and (args.card or args.reader):
+        return _usage("--fresh gives each script a new in-memory card; it does not go with --card or --reader")
     try:
         transport = open_transport(args.card, args.reader)
     except TransportError as exc:
@@ -175,7 +179,10 @@ def _run(args, now, reporter, json_reporter, junit, err) -> int:
     reporter.start_run({"card": transport.label, "backend": transport.backend, "atr": transport.atr.hex().upper()})
     results = []
     try:
-        for script, keys in scripts:
+        for n, (script, keys) in enumerate(scripts):
+            if args.fresh and n:
+                transport.close()
+                runner.transport = transport = open_transport()
             result = runner.run_script(script, keys)
             results.append(result)
             if result.status == "transport" or (args.fail_fast and result.status in ("failed", "error")):

@@ -259,6 +259,22 @@ def right(_ctx, data, n):
     return data[len(data) - n:]
 
 
+@_function("biB")
+def rpad(_ctx, data, n, fill=b"\x00"):
+    """data filled on the right to n bytes with fill (default 00): rpad("ABC", 5) = 4142430000."""
+    _need(len(fill) == 1, "fill is one byte")
+    _need(len(data) <= n, f"{len(data)} bytes are already longer than {n}")
+    return data + fill * (n - len(data))
+
+
+@_function("biB")
+def lpad(_ctx, data, n, fill=b"\x00"):
+    """data filled on the left to n bytes: lpad(01, 4) = 00000001."""
+    _need(len(fill) == 1, "fill is one byte")
+    _need(len(data) <= n, f"{len(data)} bytes are already longer than {n}")
+    return fill * (n - len(data)) + data
+
+
 @_function("bI")
 def len_(_ctx, data, width=1):
     """The length of data as a width-byte number (default 1)."""

@@ -5,7 +5,7 @@
   Card keys are diversified from masters: ``card_key(@load.1, ${serial})``.
 * ``sample``: the published TEST keys of the sample card (``cardos.sample``),
   ``@load``, ``@purchase``, ``@tac``, ``@app_line``, ``@pin`` ... as written by
-  the sample issuance (not diversified).
+  the sample issuance (not diversified), and ``@transport`` (FF×8, a blank card's).
 """
 from __future__ import annotations
 
@@ -48,9 +48,9 @@ class SampleSource(KeySource):
     label = "the sample TEST keys"
 
     def __init__(self):
-        from ..sample import SampleKeys
+        from ..sample import TRANSPORT_KEY, SampleKeys
 
-        self._keys = dataclasses.asdict(SampleKeys())
+        self._keys = dict(dataclasses.asdict(SampleKeys()), transport=TRANSPORT_KEY)
 
     def names(self) -> list:
         return sorted(self._keys)

@@ -116,10 +116,9 @@ class HumanReporter:
             return
         if ev.command:
             dc = decode_command(ev.command)
-            step = bool(ev.note) and "." in ev.note and " " not in ev.note
-            self._head(ev.pos, ev.note if step else dc.title(self.lang))
-            note = f"  {self.s('2', '(' + ev.note + ')')}" if ev.note and not step else ""
-            name = f"  {self.s('2', dc.title(self.lang))}" if ev.note else ""
+            self._head(ev.pos, ev.title or dc.title(self.lang))
+            note = f"  {self.s('2', '(' + ev.note + ')')}" if ev.note else ""
+            name = f"  {self.s('2', dc.title(self.lang))}" if ev.note or ev.title else ""
             lines = command_lines(dc)
             self._print(f"  > {lines[0]}{name}{note}")
             for extra in lines[1:]:
@@ -214,7 +213,7 @@ class JsonReporter:
                    response=ev.response.hex().upper(), data=ev.data.hex().upper(), sw=f"{ev.sw:04X}",
                    meaning=describe_sw(ev.sw, self.lang),
                    response_fields={f.name: f.hex() for f in fields if f.name != "data"},
-                   ms=round(ev.seconds * 1000, 3), note=ev.note)
+                   ms=round(ev.seconds * 1000, 3), note=ev.note, title=ev.title)
 
     def check(self, ev) -> None:
         self._emit("check", file=ev.pos.file, line=ev.pos.line, ok=ev.ok, expected=ev.expected, actual=ev.actual,
@@ -262,7 +261,7 @@ class JUnitReporter:
         key = (ev.pos.file, ev.pos.line)
         if key not in self._titles:
             dc = decode_command(ev.command)
-            self._titles[key] = ev.note if ev.note and "." in ev.note and " " not in ev.note else dc.title(self.lang)
+            self._titles[key] = ev.title or dc.title(self.lang)
 
     def check(self, ev) -> None:
         self._trace.check(ev)

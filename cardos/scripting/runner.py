@@ -32,6 +32,7 @@ class Exchange:
     seconds: float
     note: str = ""  # why the runner sent it, when the script line did not spell it out
     original: bytes = b""  # for GET RESPONSE: the command whose data this is
+    title: str = ""  # what the script line does, when not just this command (a step, a protected command)
 
     @property
     def sw(self) -> int:
@@ -110,6 +111,7 @@ class Runner:
         self.randbytes = randbytes
         self.result: ScriptResult | None = None
         self.ctx: Context | None = None
+        self.title = ""
 
     # -- the card ----------------------------------------------------------------------------
     def raw(self, apdu: bytes, pos: Pos, note: str = "", original: bytes = b"") -> bytes:
@@ -118,7 +120,7 @@ class Runner:
         response = self.transport.transmit(bytes(apdu))
         seconds = time.perf_counter() - start
         self.result.apdus += 1
-        self.reporter.exchange(Exchange(pos, bytes(apdu), response, seconds, note, original))
+        self.reporter.exchange(Exchange(pos, bytes(apdu), response, seconds, note, original, self.title))
         return response
 
     def exchange(self, apdu: bytes, pos: Pos, note: str = "", manual: bool = False) -> tuple:
@@ -215,6 +217,7 @@ class Runner:
     def _run_block(self, statements) -> None:
         for stmt in statements:
             self._pos = stmt.pos
+            self.title = ""
             self._run(stmt)
 
     def _run(self, stmt) -> None:
@@ -226,6 +229,7 @@ class Runner:
         elif isinstance(stmt, StepCall):
             from .steps import run_step
 
+            self.title = stmt.name
             outcome = run_step(self, stmt)
             self.check_expect(stmt.expect, outcome, default_ok=True)
             self._capture(stmt.captures, outcome)
@@ -282,6 +286,9 @@ class Runner:
             raise ScriptError(f"an APDU has at least 4 bytes (CLA INS P1 P2); this one is {apdu.hex().upper() or 'empty'}",
                               stmt.pos)
         if stmt.protect is not None:
+            from ..decoder import decode_command
+
+            self.title = decode_command(apdu).title() + (" (encrypted)" if stmt.protect.encrypt else "")
             apdu = self._protect(stmt, apdu)
             if isinstance(apdu, Outcome):
                 return apdu
@@ -315,7 +322,7 @@ class Runner:
             raise ScriptError(f"{plain.hex().upper()} is not a well-formed APDU (check Lc)", stmt.pos) from None
         if cmd.extended:
             raise ScriptError("protect works on short APDUs only", stmt.pos)
-        challenge, sw = self.challenge(stmt.pos, "GET CHALLENGE for the line-protection MAC")
+        challenge, sw = self.challenge(stmt.pos, "challenge for the MAC")
         if sw != 0x9000:
             return self.outcome(b"\x00\x84\x00\x00\x04", challenge, sw)
         le = None if cmd.le is None else cmd.le & 0xFF

@@ -120,12 +120,11 @@ class _StepChannel:
     def __init__(self, runner, step):
         self.runner = runner
         self.pos = step.pos
-        self.note = step.name
         self.log: list = []  # (command, response)
 
     def transmit(self, apdu: bytes) -> bytes:
         original = self.log[-1][0] if apdu[:2] == b"\x00\xc0" and self.log else b""
-        response = self.runner.raw(apdu, self.pos, self.note, original)
+        response = self.runner.raw(apdu, self.pos, "", original)
         self.log.append((bytes(apdu), response))
         return response
 
@@ -299,12 +298,12 @@ def auth_external(runner, step):
     key = args.get("key")
     algorithm = SM4 if args.get("alg") == "sm4" else DES
     kid = args.get("kid", 0)
-    challenge, sw = runner.challenge(step.pos, "auth.external")
+    challenge, sw = runner.challenge(step.pos, "")
     if sw != 0x9000:
         return runner.outcome(b"\x00\x84\x00\x00\x04", challenge, sw)
     cryptogram = external_auth_cryptogram(key, challenge, algorithm)
     apdu = bytes((0x00, 0x82, 0x00, kid & 0xFF, len(cryptogram))) + cryptogram
-    data, sw = runner.exchange(apdu, step.pos, "auth.external")
+    data, sw = runner.exchange(apdu, step.pos)
     return runner.outcome(apdu, data, sw)
 
 
@@ -403,7 +402,7 @@ def purse_balance(runner, step):
     """GET BALANCE of the EP (or purse=ed)."""
     args = _Args(runner, step)
     apdu = bytes((0x80, 0x5C, 0x00, _purse(args), 0x04))
-    data, sw = runner.exchange(apdu, step.pos, "purse.balance")
+    data, sw = runner.exchange(apdu, step.pos)
     if sw == 0x9000:
         runner.ctx.vars["purse.balance"] = data
     return runner.outcome(apdu, data, sw)
