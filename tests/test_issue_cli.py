@@ -142,3 +142,19 @@ def test_saved_script_recomputes_macs_and_reissues_a_card(tmp_path, keys, capsys
         assert again.send(apdu) == direct.send(apdu), apdu
     T.select_application(card, CITY_AID)
     T.load(card, LoadHost(ks), 100, terminal=hx("000000000001"))
+
+
+def test_issue_and_add_app_through_a_pyscard_reader(keys, capsys):
+    """--reader goes through pyscard (here its in-process reader holding an emulated card)."""
+    pyscard_reader = pytest.importorskip("cardos.transports.pyscard_reader")
+    card = Card.blank()
+    with pyscard_reader.emulated_reader(card, "cardos issue test reader"):
+        assert main(["issue", "--profile", "multi", "--keys", str(keys), "--serial", "9",
+                     "--reader", "issue test"]) == 0
+        assert main(["issue", "--add-app", "campus", "--keys", str(keys), "--reader", "issue test"]) == 0
+    out = capsys.readouterr().out
+    assert "issued multi" in out and "the card in cardos issue test reader" in out and "added campus" in out
+    ks = load(keys)
+    for aid in (CITY_AID, hx("A000000632010105"), hx("F0434152444F5343414D505553")):
+        assert T.select_application(card, aid) == hx("3100000000000009")
+        T.load(card, LoadHost(ks), 100, terminal=hx("000000000001"))
