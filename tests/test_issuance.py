@@ -234,7 +234,7 @@ def test_multi_carries_both_applications():
     assert fci_9f0c(select(t, CITY_AID)) == city_0015("3100000000000011", flag="0001")
     for aid in (CITY_AID, TU_AID):
         _use_application(card, aid)
-    assert plan.eeprom < card.config.eeprom_size
+    assert plan.eeprom == card.mf.used() < card.config.eeprom_size
 
 
 @pytest.mark.parametrize("base", ["city", "multi"])
@@ -309,3 +309,74 @@ def test_one_thousand_cards_with_distinct_serials():
     # the last one works like any other
     _use_application(card, CITY_AID)
     assert elapsed < 120, f"1,000 cards took {elapsed:.1f} s"
+
+
+# -- the engine's other paths, through a profile written for them -------------------------------------
+
+CUSTOM = {
+    "format": "cardos-profile", "version": 1, "name": "custom", "kind": "card",
+    "parameters": {"serial": {"type": "int", "min": 0, "max": 99, "default": 3},
+                   "app_serial": {"type": "hex", "length": 8, "default": "{serial:016d}"},
+                   "motto": {"type": "text", "length": 12, "default": "hello"},
+                   "amount": {"type": "int", "min": 0, "max": 65535, "default": 500}},
+    "mf": {"create": "F0", "erase": "F0", "serial": "{app_serial}",
+           "keys": [{"name": "master", "type": "external_auth", "role": "card_master", "state": "0A"}]},
+    "applications": [{
+        "name": "lab", "fid": "2001", "df_name": "CARDOS.LAB", "create": "AA", "erase": "AA",
+        "app_file_id": "00", "serial": "{app_serial}", "space": 1200, "key_file": {"add": "AA", "spare": 24},
+        "keys": [
+            {"name": "master", "type": "external_auth", "role": "app_master", "state": "AA", "secure_update": True},
+            {"name": "line0", "type": "line_protection", "id": 0, "role": "app_line"},
+            {"name": "line2", "type": "line_protection", "id": 2, "role": "app_line", "diversify": False,
+             "secure_update": True},
+            {"name": "mac", "type": "mac", "id": 0, "role": "internal", "alg_id": "01", "version": 9}],
+        "files": [
+            {"fid": "0101", "name": "big", "type": "binary", "size": 300, "read": "F0", "write": "F0",
+             "protection": "mac+encrypt", "key_byte": {"write_key": 2},
+             "content": [{"name": "motto", "length": 12, "value": "{motto}", "encoding": "text", "pad": "20"},
+                         {"name": "amount", "length": 2, "value": "{amount}", "encoding": "uint"}],
+             "fill": "EE"},
+            {"fid": "0008", "name": "fixed", "type": "fixed", "count": 3, "record_length": 4, "read": "F0",
+             "write": "F0", "key_byte": {"protected_reads": True, "read_key": 0, "write_key": 0},
+             "protection": "mac", "records": ["01020304", [{"name": "x", "length": 4, "value": "{serial:08d}"}]]},
+            {"fid": "0009", "name": "tlv", "type": "variable", "size": 20, "read": "F0", "write": "F0",
+             "records": [{"tag": "A1", "content": "CAFE"}, "B2020102"]}],
+        "apdus": [{"apdu": "0084000004", "label": "a vendor command", "expect": "9000"},
+                  {"apdu": "00A4000002{serial:04d}", "expect": "6A82"}]}],
+    "lockdown": [{"df": "lab", "keys": "*", "change": "EF"},
+                 {"df": "lab", "apdu": "00B2010C00", "expect": "6A82|6981"}],
+}
+
+
+def test_engine_paths_chunked_encrypted_writes_records_apdus_lockdown():
+    from cardos import profiles as P
+
+    profile = P.from_dict(CUSTOM, "custom.json")
+    card = Card.blank()
+    plan = issue(card, profile, KEYS, {"serial": 7})
+    card.power_on()
+    t = Terminal(card)
+    assert t.ok("00A4000002200100") == hx("6F0E840A") + b"CARDOS.LAB" + hx("A500")
+    assert t.ok("00A40000020101") == b""
+    big = t.ok("00B0000000")[:256] + t.ok("00B0010000")
+    assert big == b"hello".ljust(12, b" ") + (500).to_bytes(2, "big") + b"\xEE" * 286
+    # 0008 reads must be protected; the response carries data ‖ MAC
+    line0 = KEYS.card_key("app_line", 1, hx("0000000000000007"))
+    assert t.sw("00B2014400") == 0x6987
+    challenge = t.challenge()
+    data = t.ok(protected_apdu(0x04, 0xB2, 0x02, 0x44, b"", line0, challenge, le=0))
+    assert data[:4] == b"\x00\x00\x00\x07" and len(data) == 8
+    assert t.ok("00B2A14800") == hx("A102CAFE") and t.ok("00B2B24800") == hx("B2020102")
+    # line2 is the master itself (diversify: false), and is a secure-update key
+    t.ok("00A40000020101")
+    assert protected(t, 0x04, 0xD6, 0x00, 0x00, b"bye", KEYS.master("app_line", 1), encrypt=True) == 0x9000
+    assert t.ok("00B0000003") == b"bye"
+    # lock-down made every key unchangeable
+    assert external_auth(t, plan.card_key("lab", "master")) == 0x9000
+    record = hx("F6F0EFFF33") + bytes(16)
+    assert protected(t, 0x84, 0xD4, 0x36, 0x02, record, plan.card_key("lab", "master"), encrypt=True) == 0x6982
+    # the MAC key: INTERNAL AUTHENTICATE P1=02 answers the MAC with the diversified internal key
+    mac = t.ok(build(0x00, 0x88, 0x02, 0x00, hx("0102030405060708"), 0))
+    assert mac == DES.mac(KEYS.card_key("internal", 1, hx("0000000000000007")), hx("0102030405060708"))
+    labels = [s.label for s in plan.steps]
+    assert "a vendor command" in labels and any("@200" in label for label in labels)

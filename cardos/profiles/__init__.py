@@ -880,6 +880,9 @@ def _parse_df(r: _Reader, d, where: str, params: dict, is_mf: bool) -> DFSpec:
             if kid not in lines:
                 r.fail(f"{ef.where}.protection", f"writes need line-protection key id {kid} in this DF "
                                                  "(a key of type line_protection)")
+            kid = 3 - ((ef.key_byte >> 2) & 0x03)
+            if not ef.key_byte & 0x80 and kid not in lines:
+                r.fail(f"{ef.where}.key_byte", f"protected reads need line-protection key id {kid} in this DF")
         if ef.records == "dir" and not is_mf:
             r.fail(f"{ef.where}.records", '"dir" records belong to a DIR file of the MF')
     if df.app_file_id & 0x80:
