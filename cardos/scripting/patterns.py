@@ -149,11 +149,13 @@ def data_pattern(tokens: list, pos: Pos) -> DataPattern:
             name, _, rest = tok.text.partition("[")
             index = parse_slice("[" + rest, tok.pos) if rest else None
             items.append(Var(tok.pos, name, index))
+        elif tok.kind == "string":
+            items.extend((b, 0xFF) for b in tok.text.encode("utf-8"))
         elif tok.kind == "word" and _NIBBLES.match(tok.text):
             text = tok.text
             if len(text) % 2:
                 raise ScriptError(f"odd number of hex digits in {tok.text!r}", tok.pos)
             items.extend(_nibble_mask(text[k:k + 2]) for k in range(0, len(text), 2))
         else:
-            raise ScriptError(f"{tok.raw!r} in expected data (use hex bytes, XX, .. or ${{var}})", tok.pos)
+            raise ScriptError(f"{tok.raw!r} in expected data (use hex bytes, XX, .., \"text\" or ${{var}})", tok.pos)
     return DataPattern(items, pos)
