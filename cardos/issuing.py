@@ -142,6 +142,9 @@ def add_issue_arguments(parser) -> None:
                         help="--add-app: key set holding the MF key that grants the create right "
                              "(default: --keys); also the transport key role for --profile")
     parser.add_argument("--serial", metavar="N", help="card sequence number (the profile's serial parameter)")
+    parser.add_argument("--reissue", action="store_true",
+                        help="--profile on a card issued before with this key set and serial: authenticate "
+                             "with its MF master key instead of the transport key, erase it, issue it again")
     parser.add_argument("--param", metavar="NAME=VALUE", action="append", default=[],
                         help="set a profile parameter (repeatable); see cardos profiles NAME")
     target = parser.add_mutually_exclusive_group()
@@ -259,6 +262,8 @@ def _run_issue(args, out) -> int:
     params = _params(args)
     if args.out and os.path.exists(args.out):
         raise _Fail(f"{args.out}: already exists (refusing to overwrite a card image; use --card to issue onto it)")
+    if args.reissue and args.add_app:
+        raise _Fail("--reissue goes with --profile (it erases the card)")
     if args.add_app and not (args.card or args.reader):
         raise _Fail("--add-app needs the issued card: --card IMAGE or --reader NAME")
     if args.save_script and issuer_keys is not None and args.add_app:
@@ -287,7 +292,8 @@ def _run_issue(args, out) -> int:
         if args.add_app:
             plan = add_application(target, profile, keyset, params, mf_keyset=issuer_keys, log=log)
         else:
-            plan = issue(target, profile, keyset, params, log=log, transport_keyset=issuer_keys)
+            plan = issue(target, profile, keyset, params, log=log, transport_keyset=issuer_keys,
+                         reissue=args.reissue)
     finally:
         if reader is not None and hasattr(reader, "close"):
             reader.close()

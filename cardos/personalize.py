@@ -20,7 +20,8 @@ added to an issued card under the MF's create right.
 Steps that need a card challenge (authentication, line protection, secure
 key update) are computed when they are sent: :func:`run` works against any
 ``transmit(bytes) -> bytes`` (an in-process :class:`cardos.Card`, a pyscard
-connection) and :class:`ScriptRecorder` keeps what was sent.
+connection); :func:`script_text` turns a plan into an APDU script that
+recomputes them when it runs.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from . import profiles as P
 from .apdu import build
 from .crypto import DES, Algorithm
 from .keys import Key, KeyType
-from .keyset import KeySet, KeySetError, factor_of
+from .keyset import KeySet, KeySetError
 from .sw import describe
 from .terminal.secure import external_auth_cryptogram, protected_apdu
 
@@ -149,7 +150,9 @@ def _var(df_name: str) -> str:
 
 
 class _Compiler:
-    def __init__(self, profile: P.Profile, keyset: KeySet, values: dict, mf_keyset: KeySet | None = None):
+    def __init__(self, profile: P.Profile, keyset: KeySet, values: dict, mf_keyset: KeySet | None = None,
+                 reissue: bool = False):
+        self.reissue = reissue
         self.profile = profile
         self.keyset = keyset
         self.mf_keyset = mf_keyset or keyset
@@ -379,6 +382,11 @@ class _Compiler:
 
     # -- whole plans -------------------------------------------------------------------------
     def transport(self) -> tuple:
+        if self.reissue:  # an issued card: its MF master (same profile roles and serial) opens ERASE
+            mf = self.profile.mf
+            k = mf.master()
+            serial = self._serial(mf)
+            return self.key_value(mf, k, serial), self.key_expr(mf, k, b""), f"card's MF master key ({k.role})"
         role = self.profile.transport_role
         if self.mf_keyset.has(role):
             return self.mf_keyset.master(role), f"@{role}", role
@@ -432,16 +440,18 @@ class _Compiler:
 
 
 def compile_card(profile: P.Profile, keyset: KeySet, params: dict | None = None, today: date | None = None,
-                 transport_keyset: KeySet | None = None) -> Plan:
+                 transport_keyset: KeySet | None = None, reissue: bool = False) -> Plan:
     """The APDU plan that issues ``profile`` onto a blank card.
 
     ``params`` overrides profile parameters (e.g. ``{"serial": 5}``).
+    ``reissue``: the card was issued before with the same key set and MF
+    serial; its MF master key (instead of the transport key) opens ERASE DF.
     """
     if profile.kind != "card":
         raise P.ProfileError(profile.path, "kind", "is \"application\": add it to an issued card "
                                                    "(cardos issue --add-app)")
     values = P.resolve_params(profile, params, today)
-    c = _Compiler(profile, keyset, values, transport_keyset)
+    c = _Compiler(profile, keyset, values, transport_keyset, reissue)
     steps = c.card()
     plan = Plan(profile, values, steps, c.card_keys, c.serials, c.space)
     plan.eeprom = _mf_usage(c, profile)
@@ -671,7 +681,7 @@ def _transmit_of(target):
 
 
 def issue(target, profile, keyset: KeySet, params: dict | None = None, *, log=None,
-          today: date | None = None, transport_keyset: KeySet | None = None) -> Plan:
+          today: date | None = None, transport_keyset: KeySet | None = None, reissue: bool = False) -> Plan:
     """Personalize a blank card (anything with ``transmit``, or a transmit callable) with ``profile``.
 
     ``profile`` is a :class:`cardos.profiles.Profile`, a shipped profile
@@ -686,7 +696,7 @@ def issue(target, profile, keyset: KeySet, params: dict | None = None, *, log=No
     """
     if not isinstance(profile, P.Profile):
         profile = P.load(profile)
-    plan = compile_card(profile, keyset, params, today, transport_keyset)
+    plan = compile_card(profile, keyset, params, today, transport_keyset, reissue)
     run(plan.steps, _transmit_of(target), log)
     return plan
 

@@ -59,6 +59,9 @@ def test_out_refuses_an_existing_file_and_a_failed_card_image_is_unchanged(tmp_p
     err = capsys.readouterr().err
     assert "63C2" in err and "unchanged" in err
     assert issued.read_bytes() == before
+    # --reissue: the card's MF master opens ERASE DF; the same serial, another profile
+    assert main(["issue", "--profile", "interconnect", "--keys", str(keys), "--card", str(issued), "--reissue"]) == 0
+    assert Terminal(Card.open(issued)).sw("00A4040009A0000000038698070100") == 0x6A82
     # a blank image from `cardos new` is issued in place
     blank = tmp_path / "blank.card"
     assert main(["new", str(blank)]) == 0
