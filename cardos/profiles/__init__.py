@@ -22,7 +22,7 @@ from datetime import date
 from pathlib import Path
 
 from ..filesystem import DF_HEADER, FILE_HEADER, MF_DEFAULT_NAME, MF_FID, PURSE_BODY
-from ..keys import COUNTED_TYPES, KEY_RECORD_OVERHEAD, VERSIONED_TYPES, KeyType
+from ..keys import COUNTED_TYPES, KEY_RECORD_OVERHEAD, KeyType
 
 FORMAT = "cardos-profile"
 VERSION = 1
@@ -106,10 +106,6 @@ class KeySpec:
     @property
     def stored_type(self) -> int:
         return self.type | (0xC0 if self.secure_update else 0)
-
-    def length(self) -> int:
-        """Value length in bytes, for key-file sizing (PINs: from the default later)."""
-        return 16
 
 
 @dataclass
