@@ -58,14 +58,15 @@ def from_scriptor(text: str, path: str = "<scriptor>") -> str:
         if "exit" in lowered:
             out.append("exit")
             continue
-        tokens = line.split() if " " in line else [line[i:i + 2] for i in range(0, len(line), 2)]
-        values = []
+        tokens = line.split() if " " in line else [line]
+        values = b""
         for token in tokens:
-            if not re.fullmatch(r"[0-9A-Fa-f]{1,2}", token):
+            # scriptor reads a spaced token as one byte; a single digit is a byte, longer tokens are byte groups
+            if not re.fullmatch(r"[0-9A-Fa-f]+", token) or (len(token) % 2 and len(token) > 1):
                 col = raw.find(token) + 1 if token in raw else 1
-                raise ScriptError(f"not a hex byte: {token!r}", Pos(path, start, max(col, 1)))
-            values.append(int(token, 16))
-        out.append(_spaced(bytes(values)))
+                raise ScriptError(f"not hex: {token!r}", Pos(path, start, max(col, 1)))
+            values += bytes.fromhex(token.rjust(2, "0"))
+        out.append(_spaced(values))
     return "\n".join(out) + "\n"
 
 

@@ -378,7 +378,9 @@ def _digits(arg, ctx: Context) -> str:
     """Decimal digits written as is (``123456``), as a string, or in a variable holding ASCII."""
     if isinstance(arg, Concat) and len(arg.items) == 1:
         arg = arg.items[0]
-    if isinstance(arg, Lit) and arg.text.isdigit():
+    if isinstance(arg, Lit):
+        if not arg.text.isdigit():
+            raise ScriptError(f"{arg.text!r}: a PIN is decimal digits", arg.pos)
         return arg.text
     return evaluate(arg, ctx).decode("ascii", "replace")
 

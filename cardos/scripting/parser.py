@@ -730,12 +730,17 @@ def check(script: Script, keys=None, defined: set | None = None) -> set:
         if isinstance(stmt, Include):
             check(stmt.script, keys, defined)
             return
+        if isinstance(stmt, StepCall) and STEPS[stmt.name].needs_keys and keys is None and "key" not in stmt.args:
+            raise ScriptError(f"{stmt.name} needs keys: give --keys FILE (or a `keys NAME` line), or key=", stmt.pos)
+        if isinstance(stmt, StepCall):  # the step's outputs are set before its expectation is checked
+            for _pos, node in stmt.args.values():
+                for n in walk(node):
+                    use(n)
+            defined.update(STEPS[stmt.name].outputs)
         for node in nodes_of(stmt):
             use(node)
         if isinstance(stmt, Assign):
             defined.add(stmt.name)
-        if isinstance(stmt, StepCall):
-            defined.update(STEPS[stmt.name].outputs)
         for cap in getattr(stmt, "captures", ()):
             defined.add(cap.name)
 

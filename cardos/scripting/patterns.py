@@ -103,11 +103,10 @@ class DataPattern:
         if ok:
             return None
         fixed = [i for i in items if i != ANY]
-        if ANY not in items and len(fixed) != len(data):
-            prefix = next((k for k in range(min(len(fixed), len(data)))
-                           if data[k] & fixed[k][1] != fixed[k][0]), None)
-            if prefix is not None:
-                return f"byte {prefix} is {data[prefix]:02X}, expected {_show(fixed[prefix])}"
+        if ANY not in items:
+            for k in range(min(len(fixed), len(data))):
+                if data[k] & fixed[k][1] != fixed[k][0]:
+                    return f"byte {k} is {data[k]:02X}, expected {_show(fixed[k])}"
             return f"{len(data)} bytes, expected {len(fixed)}"
         if furthest < len(data):
             return f"no match from byte {furthest} ({data[furthest]:02X})"

@@ -40,6 +40,11 @@ class StepSpec:
     run: object
     doc: str
 
+    @property
+    def needs_keys(self) -> bool:
+        """Transaction steps take their keys from the key source (unless given key=)."""
+        return "key" in self.params and self.params["key"].kind == "key" and self.outputs == PURSE_OUTPUTS
+
 
 STEPS: dict = {}
 
