@@ -56,6 +56,15 @@ def test_script_passes_in_process(name, tmp_path, capsys):
     assert int(root.get("tests")) > 0
 
 
+def test_all_standalone_scripts_in_one_run_with_fresh_cards(capsys):
+    """What apdu_scripts/README.md suggests: each script on its own fresh card, one run."""
+    names = [n for n in script_names() if n not in PRECONDITIONS]
+    code = main(["run", "--fresh", "-q", *(str(SCRIPTS / n) for n in names)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert f"{len(names)} script(s): {len(names)} passed" in out
+
+
 def serve_blank(vpcd) -> str:
     """A blank card in a vpcd slot; returns its reader name. Tries the second slot first (the
     first is the one other suites use), then the first."""

@@ -186,6 +186,7 @@ class Runner:
         self.result = result = ScriptResult(script.path)
         self.ctx = Context({"atr": getattr(self.transport, "atr", b"")}, keys, self.now, self.randbytes)
         self.get_response = self.default_get_response
+        self.psam_tsn = {}  # terminal id -> next terminal transaction serial (purse steps); per script
         self._pos = Pos(script.path, 0, 0)
         self.reporter.start_script(script.path)
         start = time.perf_counter()

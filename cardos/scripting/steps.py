@@ -348,7 +348,7 @@ def _psam(runner, keys, args, mac1):
     from ..terminal.psam import PSAM
 
     terminal = args.get("terminal", DEFAULT_TERMINAL)
-    tsns = runner.__dict__.setdefault("psam_tsn", {})
+    tsns = runner.psam_tsn
     tsn = args.get("tsn", tsns.get(terminal, 0))
     psam = PSAM(keys, terminal, tsn=tsn)
     tsns[terminal] = (tsn + 1) & 0xFFFFFFFF
@@ -356,7 +356,7 @@ def _psam(runner, keys, args, mac1):
 
 
 _DEBIT = {"amount": Param("amount", True, "amount in fen (1000) or yuan (10.00)"), **_COMMON,
-          "tsn": Param("int", doc="terminal transaction serial (default: counts from 0 per terminal)"),
+          "tsn": Param("int", doc="terminal transaction serial (default: counts from 0 per terminal and script)"),
           "mac1": Param("bytes", doc="send this MAC1 instead of the PSAM's", length=4)}
 
 
