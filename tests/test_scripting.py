@@ -12,10 +12,14 @@ import pytest
 from cardos import Card
 from cardos.cli import main
 from cardos.scripting import ScriptError, check, parse_text, run_text
-from cardos.scripting.convert import from_apdutool, from_scriptor, to_apdutool, to_scriptor
+from cardos.scripting.convert import (
+    from_apdutool,
+    from_scriptor,
+    to_apdutool,
+    to_scriptor,
+)
 from cardos.scripting.keysource import open_keys
 from cardos.scripting.lexer import logical_lines
-from cardos.scripting.patterns import SwPattern
 from cardos.scripting.report import HumanReporter, use_color
 from cardos.scripting.runner import Exchange
 

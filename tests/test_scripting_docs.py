@@ -11,10 +11,10 @@ from cardos import Card
 from cardos.scripting import ScriptError, check, parse_text
 from cardos.scripting.functions import documented
 from cardos.scripting.keysource import open_keys
+from cardos.scripting.report import Reporters
 from cardos.scripting.runner import Runner
 from cardos.scripting.steps import STEPS
 from cardos.scripting.transport import EmulatorTransport
-from cardos.scripting.report import Reporters
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "scripts.md"
@@ -84,7 +84,7 @@ def test_error_example_points_at_the_bad_digit():
         run_block("apdu-error", m.group(1), line)
     bad_line = line + 1
     assert str(info.value) == f"docs/scripts.md:{bad_line}:17: error: bad hex digit 'G' in '3G'"
-    assert f"docs/scripts.md:LINE:17: error: bad hex digit 'G' in '3G'" in text
+    assert "docs/scripts.md:LINE:17: error: bad hex digit 'G' in '3G'" in text
 
 
 def test_every_function_and_step_is_documented():

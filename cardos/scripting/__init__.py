@@ -30,7 +30,7 @@ def run_text(text: str, card=None, keys=None, path: str = "<script>", reporter=N
     from pathlib import Path
 
     from ..card import Card
-    from .keysource import KeySource, open_keys
+    from .keysource import open_keys
     from .report import Reporters
     from .runner import Runner
     from .transport import EmulatorTransport
@@ -41,7 +41,7 @@ def run_text(text: str, card=None, keys=None, path: str = "<script>", reporter=N
     if keys is None and script.keys is not None:
         spec, _pos, base = script.keys
         keys = open_keys(spec, base)
-    check(script, keys if isinstance(keys, KeySource) or keys is None else keys)
+    check(script, keys)
     transport = EmulatorTransport(card if card is not None else Card.blank(), "in memory")
     runner = Runner(transport, reporter or Reporters(), **options)
     return runner.run_script(script, keys)

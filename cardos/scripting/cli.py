@@ -114,7 +114,7 @@ def cmd_run(args, out=None, err=None) -> int:
             json_file.close()
 
 
-def _load(args, err):
+def _load(args):
     """Parse and check every script (and its includes, keys) before anything is sent.
 
     Returns ``(scripts, problems)``: scripts as (Script, key source), problems as (path, ScriptError).
@@ -149,7 +149,7 @@ def _run(args, now, reporter, json_reporter, junit, err) -> int:
     from .transport import TransportError, open_transport
 
     try:
-        scripts, problems = _load(args, err)
+        scripts, problems = _load(args)
     except ValueError as exc:
         return _usage(f"--keys: {exc}")
     if problems:

@@ -20,8 +20,23 @@ import re
 from ..apdu import CardError, parse
 from .expr import Context, evaluate
 from .lexer import Pos, ScriptError
-from .parser import (Assert, Assign, Delay, Echo, Exit, Fail, If, Include, Option, Repeat, Require, Reset, Script,
-                     Send, StepCall)
+from .parser import (
+    Assert,
+    Assign,
+    Delay,
+    Echo,
+    Exit,
+    Fail,
+    If,
+    Include,
+    Option,
+    Repeat,
+    Require,
+    Reset,
+    Script,
+    Send,
+    StepCall,
+)
 
 FORMATS = ("cardos", "scriptor", "apdutool")
 

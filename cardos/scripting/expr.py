@@ -8,6 +8,7 @@ as a big-endian unsigned integer.
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -129,8 +130,6 @@ class Context:
         self.vars: dict = variables if variables is not None else {}
         self.keys = keys  # a keysource.KeySource or None
         self._now = now  # fixed datetime or None
-        import secrets
-
         self.randbytes = randbytes or secrets.token_bytes
 
     def now(self) -> datetime:

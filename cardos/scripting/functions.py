@@ -12,7 +12,16 @@ from dataclasses import dataclass
 
 from .. import crypto
 from ..crypto import DES, SM4
-from .expr import Call, Concat, Context, Lit, Num, evaluate, evaluate_amount, evaluate_int
+from .expr import (
+    Call,
+    Concat,
+    Context,
+    Lit,
+    Num,
+    evaluate,
+    evaluate_amount,
+    evaluate_int,
+)
 from .lexer import ScriptError
 
 
@@ -177,9 +186,11 @@ def sm4_diversify(_ctx, key, factor):
 def card_key(ctx, master, serial):
     """The card's key from a key-set master: diversified with the serial's rightmost 8 bytes,
     with the key set's algorithm (3DES or SM4)."""
+    from ..keyset import factor_of
+
     _need(len(serial) > 0, "empty serial")
     algorithm = getattr(ctx.keys, "algorithm", DES)
-    return algorithm.diversify(_key(master, (16,)), serial[-8:].rjust(8, b"\x00"))
+    return algorithm.diversify(_key(master, (16,)), factor_of(serial))
 
 
 @_function("bb")

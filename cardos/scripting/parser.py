@@ -12,8 +12,21 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .expr import (Call, Concat, KeyRef, LcMark, LeSep, Lit, Node, Num, Str, Var, hex_bytes, parse_slice,
-                   walk)
+from .expr import (
+    Call,
+    Concat,
+    KeyRef,
+    LcMark,
+    LeSep,
+    Lit,
+    Node,
+    Num,
+    Str,
+    Var,
+    hex_bytes,
+    parse_slice,
+    walk,
+)
 from .lexer import Line, Pos, ScriptError, Token, logical_lines
 from .patterns import DataPattern, SwPattern, data_pattern, sw_alternative
 
@@ -295,7 +308,7 @@ def parse_concat(ts: _Tokens, stops: tuple = (), in_apdu: bool = False) -> Conca
     return Concat(items[0].pos, items)
 
 
-def parse_value(tokens: list, what: str) -> Concat:
+def parse_value(tokens: list) -> Concat:
     ts = _Tokens(tokens, _end_pos(tokens) if tokens else Pos("?", 0, 0))
     node = parse_concat(ts)
     _validate_bytes(node)
@@ -423,7 +436,7 @@ def _parse_cond(tokens: list, pos: Pos) -> Cond:
     k = min(cuts.values())
     if k == 0:
         raise ScriptError("a value is missing before the comparison", tokens[0].pos)
-    left = parse_value(tokens[:k], "value")
+    left = parse_value(tokens[:k])
     right_tokens = tokens[k + 1:]
     if not right_tokens:
         raise ScriptError("a pattern is missing after the comparison", tokens[k].pos)
@@ -470,7 +483,7 @@ def parse_statement(tokens: list, line: Line | None = None) -> Stmt:
             raise ScriptError(f"${name_tok.text} is set by the runner after each APDU", name_tok.pos)
         if not value_tokens:
             raise ScriptError(f"a value is missing after '{name_tok.text} ='", end)
-        return Assign(pos, name_tok.text, parse_value(value_tokens, "value"))
+        return Assign(pos, name_tok.text, parse_value(value_tokens))
     if word == "include":
         if len(rest) != 1 or rest[0].kind not in ("string", "word"):
             path = line.text.strip()[len("include"):].strip() if line and rest else ""

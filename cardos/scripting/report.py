@@ -13,7 +13,13 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from ..decoder import DecodedCommand, decode_command, decode_response, describe_sw, hex_spaced
+from ..decoder import (
+    DecodedCommand,
+    decode_command,
+    decode_response,
+    describe_sw,
+    hex_spaced,
+)
 
 WRAP = 16  # bytes per line of undivided data
 
@@ -38,10 +44,6 @@ class _Style:
         return self(code, text)
 
 
-def short(path: str) -> str:
-    return path
-
-
 def _fields_text(fields) -> str:
     """``name=HEX (reading)`` for split data; nothing when there is only one field without a reading."""
     named = [f for f in fields if f.name != "data"]
@@ -50,7 +52,7 @@ def _fields_text(fields) -> str:
     return " ".join(f"{f.name}={f.hex()}" + (f" ({f.note})" if f.note else "") for f in fields if f.name != "data")
 
 
-def _data_groups(fields, indent: str) -> list:
+def _data_groups(fields) -> list:
     """Data as lines: named fields compact and side by side, undivided data wrapped at 16 spaced bytes."""
     if not fields:
         return []
@@ -68,7 +70,7 @@ def command_lines(dc: DecodedCommand) -> list:
     if not dc.valid and dc.fields:
         head.append(hex_spaced(dc.fields[0].value))
         return [" | ".join(head)]
-    groups = _data_groups(dc.fields, "")
+    groups = _data_groups(dc.fields)
     le = hex_spaced(dc.le_bytes) if dc.le_bytes else ""
     if len(groups) <= 1:
         parts = head + groups + ([le] if le else [])
@@ -136,7 +138,7 @@ class HumanReporter:
         sw_text = self.s.sw(sw, f"{sw >> 8:02X} {sw & 0xFF:02X}")
         timing = f"  {self.s('2', f'{ev.seconds * 1000:.1f} ms')}" if ev.seconds is not None else ""
         tail = f"{sw_text}  {describe_sw(sw, self.lang)}{timing}"
-        groups = _data_groups(fields, "")
+        groups = _data_groups(fields)
         if not groups:
             self._print(f"  < {tail}")
         elif len(groups) == 1 and len(groups[0]) <= 3 * WRAP:
@@ -165,7 +167,7 @@ class HumanReporter:
 
     def error(self, exc) -> None:
         self.errors.append(str(exc))
-        print(self.s("1;31", f"{exc}") if not str(exc).startswith("error") else str(exc), file=self.err)
+        print(self.s("1;31", str(exc)), file=self.err)
 
     def end_script(self, result) -> None:
         if result.status == "skipped":

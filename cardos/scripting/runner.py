@@ -12,11 +12,30 @@ from dataclasses import dataclass, field
 
 from ..apdu import CardError, parse
 from ..crypto import DES, SM4
-from ..decoder import decode_response
+from ..decoder import decode_command, decode_response
+from ..sw import describe
 from .expr import Context, LcMark, LeSep, evaluate
 from .lexer import Pos, ScriptError
-from .parser import (Assert, Assign, Cond, Delay, Echo, Exit, Expect, Fail, If, Include, Option, Repeat, Require,
-                     Reset, Script, Send, StepCall)
+from .parser import (
+    Assert,
+    Assign,
+    Cond,
+    Delay,
+    Echo,
+    Exit,
+    Expect,
+    Fail,
+    If,
+    Include,
+    Option,
+    Repeat,
+    Require,
+    Reset,
+    Script,
+    Send,
+    StepCall,
+)
+from .patterns import SwPattern
 from .transport import TransportError
 
 GET_RESPONSE_NOTE = "automatic GET RESPONSE"
@@ -158,8 +177,6 @@ class Runner:
         return ok
 
     def check_expect(self, expect: Expect | None, outcome: Outcome, default_ok: bool = False) -> None:
-        from .patterns import SwPattern
-
         if expect is None:
             if not default_ok:
                 return
@@ -167,8 +184,6 @@ class Runner:
         pos = expect.pos
         sw = outcome.sw
         actual = f"{sw:04X}"
-        from ..sw import describe
-
         sw_ok = expect.sw.matches(sw, self.ctx)
         problems = []
         if not sw_ok:
@@ -287,8 +302,6 @@ class Runner:
             raise ScriptError(f"an APDU has at least 4 bytes (CLA INS P1 P2); this one is {apdu.hex().upper() or 'empty'}",
                               stmt.pos)
         if stmt.protect is not None:
-            from ..decoder import decode_command
-
             self.title = decode_command(apdu).title() + (" (encrypted)" if stmt.protect.encrypt else "")
             apdu = self._protect(stmt, apdu)
             if isinstance(apdu, Outcome):

@@ -44,8 +44,8 @@ class PcscTransport:
 
     def __init__(self, spec: str):
         try:
-            from smartcard.System import readers
             from smartcard.Exceptions import CardConnectionException, NoCardException
+            from smartcard.System import readers
         except ImportError as exc:  # pragma: no cover - pyscard is a dependency
             raise TransportError(f"pyscard is not available: {exc}") from None
         self._errors = (CardConnectionException, NoCardException)
