@@ -6,6 +6,8 @@ import pytest
 from cardos import Card
 from cardos.sample import SampleCard, issue_sample
 
+from .pcsc_fixtures import pcscd, serve_process, vpcd  # noqa: F401  (real pcscd + vpcd; see that module)
+
 
 def hx(text: str) -> bytes:
     return bytes.fromhex(text.replace(" ", ""))

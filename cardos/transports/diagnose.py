@@ -58,11 +58,13 @@ def pcscd_pids() -> list[int]:
     for entry in entries:
         if entry.isdigit():
             try:
-                with open(f"/proc/{entry}/comm", encoding="ascii", errors="replace") as f:
-                    if f.read().strip() == "pcscd":
-                        pids.append(int(entry))
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                    stat = f.read()
             except OSError:
-                pass
+                continue
+            name, _, rest = stat.partition("(")[2].rpartition(")")
+            if name == "pcscd" and rest.split()[:1] != ["Z"]:  # not a zombie
+                pids.append(int(entry))
     return pids
 
 

@@ -43,6 +43,9 @@ def add_arguments(parser) -> None:
                         help="Unix socket for remove/insert/toggle/tear/status/stop commands (see docs/pcsc.md)")
     parser.add_argument("--wait", action="store_true",
                         help="keep retrying until pcscd and its vpcd slot are there, instead of failing at once")
+    parser.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS",
+                        help="how long to wait for vpcd to accept and poll the card before calling the slot busy "
+                             "(default 3)")
     parser.add_argument("--durable", action="store_true",
                         help="fsync every commit (survives a host power loss, not only a crash)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="-v: every control code and APDU")
@@ -139,7 +142,8 @@ def run(args) -> int:
         for image in args.images:
             locks.append(ImageLock(image))
             cards.append(Card.open(image, durable=args.durable))
-        slots = [Slot(card, host, port) for card, (host, port) in zip(cards, addresses)]
+        slots = [Slot(card, host, port, connect_timeout=args.timeout, poll_timeout=args.timeout)
+                 for card, (host, port) in zip(cards, addresses)]
         server = VpcdServer(slots)
         if args.control:
             try:

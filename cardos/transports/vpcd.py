@@ -9,8 +9,9 @@ Wire format, both ways: a 2-byte big-endian length, then that many bytes.
 From vpcd a 1-byte message is a control code (``00`` power off, ``01``
 power on, ``02`` reset, ``04`` get ATR); anything else is a command APDU.
 The card answers only get-ATR (with its ATR, at any time, even unpowered)
-and APDUs (data ‖ SW1 SW2) — never the power codes. An empty answer makes
-vpcd eject the card.
+and APDUs (data ‖ SW1 SW2) — never the power codes. A card that has
+nothing to say (a simulated power cut) closes the connection instead of
+sending an empty answer: bookworm's vpcd 0.8 would wait for more bytes.
 
 A :class:`Slot` keeps one card in one slot from a background thread:
 exact-length reads, ``TCP_QUICKACK`` re-armed after every read (bookworm's
@@ -51,6 +52,10 @@ class _NoPoll(Exception):
 
 class _Torn(Exception):
     """The card was pulled while it answered (simulated)."""
+
+
+class _Mute(Exception):
+    """The card answered nothing (a simulated power cut)."""
 
 
 def parse_address(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
@@ -143,6 +148,13 @@ class Slot:
         if not self.wait_state(INSERTED, FAILED, STOPPED, REMOVED, timeout=timeout):
             return VpcdError(f"{self.label}: no answer from vpcd within {timeout} s")
         return self.error
+
+    def wait_inserted(self, count: int | None = None, timeout: float | None = None) -> bool:
+        """Wait until vpcd has taken the card in ``count`` times (default: once
+        more than now) and it is in the reader; False on timeout."""
+        with self._cond:
+            want = self.insertions + 1 if count is None else count
+            return self._cond.wait_for(lambda: self.insertions >= want and self._state == INSERTED, timeout)
 
     def remove(self, wait: float | None = 5.0) -> None:
         """Pull the card out of the reader (close the connection) until :meth:`insert`."""
@@ -254,6 +266,8 @@ class Slot:
                 sock.close()
                 return
             self._sock = sock
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: connected from port %d", self.label, sock.getsockname()[1])
         was_inserted = False
         try:
             sock.setsockopt(_IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -266,6 +280,12 @@ class Slot:
             with self._cond:
                 self._present = False
             log.info("%s: card pulled out while it answered (tear)", self.label)
+        except _Mute:
+            # An empty answer would leave bookworm's vpcd 0.8 blocked in recv();
+            # dropping the connection makes it fail the command and eject the
+            # card, which comes straight back (the terminal re-powers it).
+            was_inserted = True
+            log.info("%s: the card answered nothing (power cut): dropped and re-inserted", self.label)
         except (OSError, EOFError) as exc:
             was_inserted = self._state == INSERTED
             if not was_inserted:
@@ -343,9 +363,9 @@ class Slot:
                 if self._tear:
                     self._tear = False
                     raise _Torn()
-                send(response)
                 if not response:
-                    log.info("%s: the card answered nothing (power cut); vpcd ejects it", self.label)
+                    raise _Mute()
+                send(response)
             recv_exact(2)
 
 
