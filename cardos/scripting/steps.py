@@ -183,15 +183,18 @@ class _HostProxy:
 
 
 class _PsamProxy:
-    """The PSAM, with MAC1 replaced when the script says so."""
+    """The PSAM, with MAC1 replaced when the script says so; the serials it issues are remembered
+    per terminal (``tsns``), so the next purchase at that terminal continues from there."""
 
-    def __init__(self, psam, mac1: bytes | None):
+    def __init__(self, psam, mac1: bytes | None, tsns: dict):
         self.psam = psam
         self.mac1 = mac1
+        self.tsns = tsns
         self.terminal_id = psam.terminal_id
 
     def init_purchase(self, *a, **kw):
         tsn, mac1 = self.psam.init_purchase(*a, **kw)
+        self.tsns[self.terminal_id] = self.psam.tsn
         return tsn, (self.mac1 if self.mac1 is not None else mac1)
 
     @property
@@ -348,11 +351,8 @@ def _psam(runner, keys, args, mac1):
     from ..terminal.psam import PSAM
 
     terminal = args.get("terminal", DEFAULT_TERMINAL)
-    tsns = runner.psam_tsn
-    tsn = args.get("tsn", tsns.get(terminal, 0))
-    psam = PSAM(keys, terminal, tsn=tsn)
-    tsns[terminal] = (tsn + 1) & 0xFFFFFFFF
-    return _PsamProxy(psam, mac1)
+    tsn = args.get("tsn", runner.psam_tsn.get(terminal, 0))
+    return _PsamProxy(PSAM(keys, terminal, tsn=tsn), mac1, runner.psam_tsn)
 
 
 _DEBIT = {"amount": Param("amount", True, "amount in fen (1000) or yuan (10.00)"), **_COMMON,
