@@ -13,8 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from ..decoder import decode_response
+from ..terminal import purse as tpurse
+from ..terminal.host import HostError, LoadHost
+from ..terminal.keys import IssuerKeys
+from ..terminal.psam import PSAM, PSAMError
 from .expr import Concat, Lit, evaluate, evaluate_amount, evaluate_int
 from .lexer import ScriptError
+from .runner import Message
 from .transport import TransportError
 
 DEFAULT_TERMINAL = bytes.fromhex("010203040506")
@@ -145,8 +151,6 @@ class _StepChannel:
 
 def _keys(runner, args: _Args, role: str):
     """An issuer key source for the terminal: ``key=``/``tac=`` or the script's key set."""
-    from ..terminal.keys import IssuerKeys
-
     if args.has("key"):
         kwargs = {role: args.get("key")}
         if args.has("tac"):
@@ -215,9 +219,6 @@ def _now(runner) -> datetime:
 def _transaction(runner, step, role: str, body):
     """Run ``body(channel, keys, args, serial)`` (a terminal transaction); turn its outcome into
     an :class:`Outcome` with the ``purse.*`` variables set."""
-    from ..terminal import purse as tpurse
-    from ..terminal.host import HostError
-    from ..terminal.psam import PSAMError
     args = _Args(runner, step)
     keys = _keys(runner, args, role)
     channel = _StepChannel(runner, step)
@@ -241,24 +242,16 @@ def _transaction(runner, step, role: str, body):
         failure = f"{step.name}: {exc}"
     command, response = channel.last()
     sw = int.from_bytes(response[-2:], "big") if len(response) >= 2 else 0
-    _set_outputs(runner, step, channel, keys, args, record, role, when)
+    _set_outputs(runner, channel, keys, args, record, role)
     outcome = runner.outcome(command, response[:-2], sw)
     if failure is not None:
         runner.check(step.pos, False, "verified", "not verified", failure)
     elif record is not None:
-        runner.reporter.message(_message(step, f"{record}"))
+        runner.reporter.message(Message(step.pos, str(record)))
     return outcome
 
 
-def _message(step, text):
-    from .runner import Message
-
-    return Message(step.pos, text)
-
-
-def _set_outputs(runner, step, channel, keys, args, record, role, when) -> None:
-    from ..decoder import decode_response
-
+def _set_outputs(runner, channel, keys, args, record, role) -> None:
     out = {"purse.terminal": args.get("terminal", DEFAULT_TERMINAL)}
     init = channel.find(0x80, 0x50)
     serial = None
@@ -319,9 +312,6 @@ def auth_external(runner, step):
                       "mac2": Param("bytes", doc="send this MAC2 instead of the host's", length=4)})
 def purse_load(runner, step):
     """圈存: INITIALIZE FOR LOAD, MAC1 checked by the load host, CREDIT FOR LOAD with its MAC2, TAC verified."""
-    from ..terminal import purse as tpurse
-    from ..terminal.host import LoadHost
-
     def body(channel, keys, args, serial, when):
         host = _HostProxy(LoadHost(keys), args.get("mac2"))
         return tpurse.load(channel, host, args.get("amount"), terminal=args.get("terminal", DEFAULT_TERMINAL),
@@ -333,9 +323,6 @@ def purse_load(runner, step):
                         "mac2": Param("bytes", doc="send this MAC2 instead of the host's", length=4)})
 def purse_unload(runner, step):
     """圈提 (ED): INITIALIZE FOR UNLOAD, DEBIT FOR UNLOAD, MAC3 checked."""
-    from ..terminal import purse as tpurse
-    from ..terminal.host import LoadHost
-
     def body(channel, keys, args, serial, when):
         host = _HostProxy(LoadHost(keys), args.get("mac2"))
         return tpurse.unload(channel, host, args.get("amount"), terminal=args.get("terminal", DEFAULT_TERMINAL),
@@ -348,8 +335,6 @@ def _purse(args) -> int:
 
 
 def _psam(runner, keys, args, mac1):
-    from ..terminal.psam import PSAM
-
     terminal = args.get("terminal", DEFAULT_TERMINAL)
     tsn = args.get("tsn", runner.psam_tsn.get(terminal, 0))
     return _PsamProxy(PSAM(keys, terminal, tsn=tsn), mac1, runner.psam_tsn)
@@ -363,8 +348,6 @@ _DEBIT = {"amount": Param("amount", True, "amount in fen (1000) or yuan (10.00)"
 @_step("purse.purchase", _DEBIT)
 def purse_purchase(runner, step):
     """消费: INITIALIZE FOR PURCHASE, MAC1 from the PSAM, DEBIT FOR PURCHASE, MAC2 and TAC verified."""
-    from ..terminal import purse as tpurse
-
     def body(channel, keys, args, serial, when):
         return tpurse.purchase(channel, _psam(runner, keys, args, args.get("mac1")), args.get("amount"),
                                purse=_purse(args), key_index=args.get("kid", 1), when=when, serial=serial)
@@ -374,8 +357,6 @@ def purse_purchase(runner, step):
 @_step("purse.withdraw", {k: v for k, v in _DEBIT.items() if k != "purse"})
 def purse_withdraw(runner, step):
     """取现 (ED): INITIALIZE FOR CASH WITHDRAW, then the purchase debit."""
-    from ..terminal import purse as tpurse
-
     def body(channel, keys, args, serial, when):
         return tpurse.cash_withdraw(channel, _psam(runner, keys, args, args.get("mac1")), args.get("amount"),
                                     key_index=args.get("kid", 1), when=when, serial=serial)
@@ -390,8 +371,6 @@ def purse_withdraw(runner, step):
                                "line_key": Param("key", doc="line-protection key if the file is MAC-protected")})
 def purse_capp_purchase(runner, step):
     """复合消费 (EP): INITIALIZE FOR CAPP PURCHASE, UPDATE CAPP DATA CACHE, DEBIT; MAC2 and TAC verified."""
-    from ..terminal import purse as tpurse
-
     def body(channel, keys, args, serial, when):
         record = args.get("record")
         by_number = args.has("number")
