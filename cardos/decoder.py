@@ -53,10 +53,6 @@ class DecodedCommand:
     def title(self, lang: str = "en") -> str:
         return self.name_zh if lang == "zh" else self.name
 
-    @property
-    def data(self) -> bytes:
-        return b"".join(f.value for f in self.fields)
-
 
 # -- field readings -----------------------------------------------------------
 

@@ -164,8 +164,7 @@ class Option(Stmt):
 class Script:
     path: str
     statements: list
-    keys: tuple | None = None  # (spec, pos) from a `keys` line
-    includes: list = field(default_factory=list)  # every included file (for --keys resolution, converters)
+    keys: tuple | None = None  # (spec, pos, base directory) from a `keys` line
 
 
 OPTIONS = {"get_response": ("auto", "manual")}
@@ -659,8 +658,6 @@ def _include(stmt: Include, base_dir: Path, stack: tuple, parent: Script) -> Scr
     except (OSError, UnicodeDecodeError) as exc:
         raise ScriptError(f"include: cannot read {stmt.path!r}: {exc}", stmt.pos) from None
     sub = parse_text(text, shown, target.parent, stack)
-    parent.includes.append(sub)
-    parent.includes.extend(sub.includes)
     if sub.keys is not None and parent.keys is None:
         parent.keys = sub.keys
     return sub
