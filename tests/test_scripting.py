@@ -221,6 +221,8 @@ def test_variables_captures_and_fields():
         expect len(${both}) == 06
         counter = 0001
         expect ${counter} == 00 01
+        cafe = 0102          # a name that looks like hex is still a name before '='
+        expect ${cafe} == 0102
         00 A4 00 00 02 3F 00 => [6F ${x_unused_is_fine_in_data} ..] 9000
     """.replace("${x_unused_is_fine_in_data} ", ""))
     assert result.status == "passed", result.cases

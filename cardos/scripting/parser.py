@@ -469,7 +469,7 @@ def parse_statement(tokens: list, line: Line | None = None) -> Stmt:
             return Reset(pos, rest[0].text.lower() == "cold")
         raise ScriptError("reset takes 'cold' or 'warm'", rest[0].pos)
     if word == "set" or (first.kind == "word" and len(tokens) > 1 and tokens[1].is_op("=")
-                         and _NAME.match(first.text) and not _looks_hex(first.text)):
+                         and _NAME.match(first.text)):
         if word == "set":
             if len(rest) < 2 or rest[0].kind != "word" or not rest[1].is_op("="):
                 raise ScriptError("write: set NAME = VALUE", rest[0].pos if rest else end)
