@@ -421,3 +421,43 @@ def free_tcp_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# -- a purse card for transaction tests -------------------------------------------------------
+
+PURSE_SERIAL = bytes.fromhex("3100000000000001")
+HOST_TERMINAL = bytes.fromhex("000000000001")
+POS_TERMINAL = bytes.fromhex("123456789012")
+
+
+def issuer_keys():
+    """TEST issuer master keys; the purse card's keys are diversified from them."""
+    from cardos.terminal.keys import IssuerKeys
+
+    h = bytes.fromhex
+    return IssuerKeys(load=h("0F1E2D3C4B5A69788796A5B4C3D2E1F0"), purchase=h("00112233445566778899AABBCCDDEEFF"),
+                      unload=h("FEDCBA98765432100123456789ABCDEF"), overdraw=h("13579BDF02468ACE0123456789ABCDEF"),
+                      tac=h("2468ACE013579BDFFEDCBA9876543210"))
+
+
+def purse_sample(serial: bytes = PURSE_SERIAL):
+    """The sample issuance with purse keys diversified from :func:`issuer_keys` (for ``issue_sample``)."""
+    from cardos.sample import SampleCard, SampleKeys
+
+    masters = issuer_keys()
+    keys = SampleKeys(**{role: masters.card_key(role, 1, serial)
+                         for role in ("load", "purchase", "unload", "overdraw", "tac")})
+    return SampleCard(serial=serial, keys=keys)
+
+
+def purse_image(path: Path, serial: bytes = PURSE_SERIAL) -> Path:
+    """A personalized card image (issued in process), ready for load and purchase."""
+    from cardos import Card
+    from cardos.sample import issue_sample
+
+    card = Card.blank().save_as(path)
+    issue_sample(card.transmit, purse_sample(serial))
+    card.transmit(bytes.fromhex("00A4040009A0000000038698070100"))
+    card.transmit(bytes.fromhex("00E200D007AA050000000000"))  # a composite (CAPP) record, tag AA
+    card.power_off()
+    return path

@@ -13,7 +13,12 @@ from cardos import Card
 from cardos.sample import SampleCard, issue_sample
 from cardos.transports.pyscard_reader import transmit_function
 
-from .pcsc_fixtures import FIRST_PORT, reader_name
+from cardos.terminal import purse as tx
+from cardos.terminal.host import LoadHost
+from cardos.terminal.psam import PSAM
+
+from .pcsc_fixtures import (FIRST_PORT, HOST_TERMINAL, POS_TERMINAL, PURSE_SERIAL, issuer_keys, purse_image,
+                            purse_sample, reader_name)
 
 READER0 = reader_name(FIRST_PORT)
 READER1 = reader_name(FIRST_PORT + 1)
@@ -35,22 +40,30 @@ def issued_image(tmp_path):
     return make
 
 
-def test_pyscard_personalizes_a_blank_card_through_pcscd(vpcd, tmp_path):
-    card = Card.blank().save_as(tmp_path / "blank.json")
+def test_pyscard_personalizes_loads_purchases_and_capp_purchases_through_pcscd(vpcd, tmp_path):
+    card = Card.blank().save_as(tmp_path / "card.json")
     vpcd.serve(card)
     connection = vpcd.connect(READER0)
     assert connection.getATR() == list(card.atr)
     transmit = transmit_function(connection)
-    sample = issue_sample(transmit)
-    assert transmit(SELECT_APP)[-2:-1] in (b"\x90", b"\x61")
-    data = transmit(bytes.fromhex("00B095001E"))
-    assert data[-2:] == b"\x90\x00" and data[:-2] == sample.ef0015
+    sample = issue_sample(transmit, purse_sample())            # personalization, APDU by APDU
+    assert tx.select_application(connection) == PURSE_SERIAL
+    assert transmit(bytes.fromhex("00B095001E"))[:-2] == sample.ef0015
+    assert transmit(bytes.fromhex("00E200D007AA050000000000")) == b"\x90\x00"  # a CAPP record
+    host, psam = LoadHost(issuer_keys()), PSAM(issuer_keys(), POS_TERMINAL)
+    r1 = tx.load(connection, host, 10000, terminal=HOST_TERMINAL)
+    r2 = tx.purchase(connection, psam, 250)
+    r3 = tx.capp_purchase(connection, psam, 150, [tx.CappUpdate(0x1A, 0xAA, bytes.fromhex("AA0501202605 05"))])
+    assert [(r.type, r.counter, r.balance) for r in (r1, r2, r3)] == [(0x02, 0, 10000), (0x06, 0, 9750),
+                                                                      (0x09, 1, 9600)]
+    assert all(host.verify_tac(r) for r in (r1, r2, r3))
+    assert tx.get_balance(connection) == 9600
+    assert transmit(bytes.fromhex("00B201D400")) == bytes.fromhex("AA05012026050590 00")
     connection.disconnect()
     # every step was committed to the image
-    reopened = Card.open(tmp_path / "blank.json")
-    reopened.power_on()
-    reopened.transmit(SELECT_APP)
-    assert reopened.transmit(bytes.fromhex("00B095001E"))[:-2] == sample.ef0015
+    reopened = Card.open(tmp_path / "card.json")
+    tx.select_application(reopened)
+    assert tx.get_balance(reopened) == 9600
 
 
 def test_pyscard_observers_and_error_checking_over_pcscd(vpcd, capsys):
@@ -183,6 +196,64 @@ def test_power_cut_fails_the_command_and_the_card_comes_back(vpcd, tmp_path):
     connection.reconnect()  # what a terminal does after a failed command: reset the card
     t(SELECT_APP)
     assert t(wrong_pin)[1] == first[1] - 1  # the torn VERIFY did not count
+
+
+class PullCard:
+    """A pyscard observer that pulls the card (``action``) right after the
+    card answered INITIALIZE FOR PURCHASE — i.e. between INITIALIZE and DEBIT."""
+
+    def __init__(self, action):
+        from smartcard.CardConnectionObserver import CardConnectionObserver
+
+        observer = self
+
+        class Observer(CardConnectionObserver):
+            def update(self, observable, event):
+                observer.update(event)
+
+        self.observer = Observer()
+        self.action = action
+        self.command = None
+
+    def update(self, event):
+        if event.type == "command":
+            self.command = list(event.args[0])
+        elif event.type == "response" and self.action and self.command[:3] == [0x80, 0x50, 0x01]:
+            action, self.action = self.action, None
+            action()
+
+
+@pytest.mark.parametrize("when", ["before DEBIT", "during DEBIT"])
+def test_card_removed_between_initialize_and_debit_is_recovered_with_the_proof(vpcd, pcscd, tmp_path, when):
+    slot = vpcd.serve(Card.open(purse_image(tmp_path / "card.json"))).slots[0]
+    connection = vpcd.connect(READER0)
+    tx.select_application(connection)
+    tx.load(connection, LoadHost(issuer_keys()), 1000, terminal=HOST_TERMINAL)
+    psam = PSAM(issuer_keys(), POS_TERMINAL)
+    if when == "before DEBIT":  # pulled out: DEBIT never reaches the card
+        pull = PullCard(lambda: (slot.remove(), pcscd.wait_card(READER0, present=False)))
+    else:                       # pulled while answering DEBIT: executed, but the answer is lost
+        pull = PullCard(slot.tear)
+    connection.addObserver(pull.observer)
+    with pytest.raises(tx.TornTransaction) as torn:
+        tx.purchase(connection, psam, 300)
+    connection.deleteObserver(pull.observer)
+    pending = torn.value.pending
+    assert (pending.type, pending.counter, pending.amount, pending.balance_before) == (0x06, 0, 300, 1000)
+
+    pcscd.wait_card(READER0, present=False)
+    slot.insert()
+    pcscd.wait_card(READER0, present=True)
+    connection.reconnect()
+    record = tx.recover(connection, pending, verifier=psam)  # GET TRANSACTION PROOF
+    if when == "before DEBIT":
+        assert record is None and tx.get_balance(connection) == 1000
+        again = tx.purchase(connection, psam, 300)           # the terminal starts over
+        assert (again.counter, again.balance) == (0, 700)
+    else:
+        assert (record.counter, record.amount, record.balance) == (0, 300, 700)
+        assert psam.verify_tac(record)
+        assert tx.get_balance(connection) == 700
 
 
 def test_card_comes_back_after_pcscd_restarts(vpcd, pcscd):
