@@ -228,3 +228,4 @@ def test_a_missing_image_exits_2(tmp_path):
     run = run_serve(str(tmp_path / "missing.json"))
     assert run.returncode == 2
     assert "no such card image" in run.stderr
+    assert list(tmp_path.iterdir()) == []  # no lock file left behind

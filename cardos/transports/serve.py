@@ -140,6 +140,8 @@ def run(args) -> int:
     try:
         cards = []
         for image in args.images:
+            if not os.path.isfile(image):
+                Card.open(image)  # raises the ImageError that says what is wrong (no lock file left behind)
             locks.append(ImageLock(image))
             cards.append(Card.open(image, durable=args.durable))
         slots = [Slot(card, host, port, connect_timeout=args.timeout, poll_timeout=args.timeout)
