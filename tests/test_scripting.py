@@ -93,6 +93,16 @@ def test_unknown_key_is_reported_with_suggestions():
     assert "t.apdu:1:18: error: @load.7" in message and "no key with this index" in message
 
 
+def test_keys_and_include_take_names_with_dashes_and_paths(tmp_path):
+    (tmp_path / "sub dir").mkdir()
+    (tmp_path / "sub dir" / "my-lib.apdu").write_text("set from_lib = 01\n")
+    script = parse_text('keys test-sm4\ninclude sub dir/my-lib.apdu\ninclude "sub dir/my-lib.apdu"\n', "k.apdu",
+                        tmp_path)
+    assert script.keys[0] == "test-sm4"
+    assert [s.path for s in script.statements] == ["sub dir/my-lib.apdu"] * 2
+    assert open_keys(script.keys[0]).algorithm.name == "SM4"
+
+
 def test_include_cycle_and_errors_in_included_files(tmp_path):
     (tmp_path / "a.apdu").write_text("include b.apdu\n")
     (tmp_path / "b.apdu").write_text("00 A4\ninclude a.apdu\n")

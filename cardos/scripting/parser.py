@@ -484,12 +484,11 @@ def parse_statement(tokens: list, line: Line | None = None) -> Stmt:
             raise ScriptError(f"a value is missing after '{name_tok.text} ='", end)
         return Assign(pos, name_tok.text, parse_value(value_tokens))
     if word == "include":
-        if len(rest) != 1 or rest[0].kind not in ("string", "word"):
-            path = line.text.strip()[len("include"):].strip() if line and rest else ""
-            if not path:
-                raise ScriptError("write: include FILE", end)
-            return Include(pos, path)
-        return Include(pos, rest[0].text)
+        path = (rest[0].text if len(rest) == 1 and rest[0].kind == "string" else
+                _rest_of_line(line) if line is not None else " ".join(t.raw for t in rest))
+        if not path:
+            raise ScriptError("write: include FILE", end)
+        return Include(pos, path)
     if word in ("echo", "print"):
         return Echo(pos, _template(rest))
     if word == "fail":
@@ -627,10 +626,11 @@ def parse_text(source: str, path: str = "<script>", base_dir: Path | None = None
     script = Script(path, statements)
     for line in logical_lines(source, path):
         if _first_word(line) == "keys":
-            if len(line.tokens) != 2 or line.tokens[1].kind not in ("word", "string"):
+            spec = _rest_of_line(line)
+            if not spec:
                 raise ScriptError("write: keys NAME-OR-FILE", line.pos)
             if script.keys is None:
-                script.keys = (line.tokens[1].text, line.tokens[1].pos, base_dir or Path("."))
+                script.keys = (spec, line.tokens[1].pos, base_dir or Path("."))
             continue
         stmt = parse_statement(line.tokens, line)
         if isinstance(stmt, Include):
@@ -638,6 +638,16 @@ def parse_text(source: str, path: str = "<script>", base_dir: Path | None = None
         statements.append(stmt)
     _mark_manual_get_response(statements)
     return script
+
+
+def _rest_of_line(line: Line) -> str:
+    """What follows the line's keyword, as written (a file name or key-set name: ``../keys/set-1.json``)."""
+    if len(line.tokens) < 2:
+        return ""
+    text = line.text[line.tokens[1].pos.col - 1:].strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        text = text[1:-1]
+    return text
 
 
 def _first_word(line: Line) -> str | None:
