@@ -40,6 +40,7 @@ from cardos.transports.vpcd import Slot, VpcdServer
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRST_PORT = 35963
+PCSCD_COMMAND = ["pcscd", "--foreground", *os.environ.get("CARDOS_PCSCD_ARGS", "").split()]  # e.g. -d
 
 
 def reader_name(port: int) -> str:
@@ -73,13 +74,10 @@ class Pcscd:
 
     # -- start / stop (only our own pcscd, by PID) --------------------------------
     @classmethod
-    def start(cls, log_path: Path) -> "Pcscd":
-        log = open(log_path, "ab")
-        try:
-            proc = subprocess.Popen(["pcscd", "--foreground"] + os.environ.get("CARDOS_PCSCD_ARGS", "").split(), stdin=subprocess.DEVNULL, stdout=log,
+    def start(cls, log_path: Path) -> Pcscd:
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(PCSCD_COMMAND, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
-        finally:
-            log.close()
         self = cls(proc, log_path)
         self._wait_up(10.0)
         return self
@@ -116,12 +114,9 @@ class Pcscd:
         deadline = time.monotonic() + 5
         while pcscd_running() and time.monotonic() < deadline:
             time.sleep(0.01)
-        log = open(self.log_path, "ab")
-        try:
-            self.proc = subprocess.Popen(["pcscd", "--foreground"] + os.environ.get("CARDOS_PCSCD_ARGS", "").split(), stdin=subprocess.DEVNULL, stdout=log,
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(PCSCD_COMMAND, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
-        finally:
-            log.close()
         self._wait_up(10.0)
 
     def log_tail(self) -> str:
@@ -280,7 +275,7 @@ class Vpcd:
         for connection in self.connections:
             try:
                 connection.release()
-            except Exception:  # the card or pcscd may be gone already
+            except Exception:  # noqa: BLE001, S110 - the card or pcscd may be gone already
                 pass
         for server in self.servers:
             server.stop()
@@ -372,7 +367,7 @@ class ServeProcess:
     def pid(self) -> int:
         return self.proc.pid
 
-    def wait_ready(self) -> "ServeProcess":
+    def wait_ready(self) -> ServeProcess:
         if not self._ready.wait(self.timeout) or self.proc.poll() is not None:
             self.proc.poll()
             raise AssertionError(f"cardos serve not ready (rc={self.proc.returncode}): {self.stderr_text()}")

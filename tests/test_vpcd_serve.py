@@ -17,8 +17,17 @@ from cardos.terminal.host import LoadHost
 from cardos.terminal.psam import PSAM
 from cardos.transports import control
 
-from .pcsc_fixtures import (FIRST_PORT, HOST_TERMINAL, POS_TERMINAL, ROOT, cardos_command, free_tcp_port,
-                            issuer_keys, purse_image, reader_name)
+from .pcsc_fixtures import (
+    FIRST_PORT,
+    HOST_TERMINAL,
+    POS_TERMINAL,
+    ROOT,
+    cardos_command,
+    free_tcp_port,
+    issuer_keys,
+    purse_image,
+    reader_name,
+)
 
 READER0 = reader_name(FIRST_PORT)
 READER1 = reader_name(FIRST_PORT + 1)
@@ -32,7 +41,7 @@ def blank_image(path) -> str:
 
 def run_serve(*args, env=None, timeout=30) -> subprocess.CompletedProcess:
     import os
-    return subprocess.run(cardos_command("serve", *args), cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+    return subprocess.run(cardos_command("serve", *args), cwd=ROOT, capture_output=True, text=True, check=False, timeout=timeout,
                           env={**os.environ, **(env or {})})
 
 
@@ -123,10 +132,10 @@ def test_serve_killed_and_restarted_keeps_every_acknowledged_transaction(serve_p
         stop = threading.Event()
         errors = []
 
-        def run():
+        def run(connection=connection, stop=stop, errors=errors):
             try:
                 transactions(connection, stop)
-            except Exception as exc:  # the card vanished mid-transaction
+            except Exception as exc:  # noqa: BLE001 - the card vanished mid-transaction
                 errors.append(exc)
         worker = threading.Thread(target=run)
         worker.start()

@@ -66,7 +66,7 @@ class ControlServer:
         sock.listen(4)
         return sock
 
-    def start(self) -> "ControlServer":
+    def start(self) -> ControlServer:
         self._thread.start()
         return self
 
@@ -97,7 +97,7 @@ class ControlServer:
             for line in f:
                 try:
                     reply = self.execute(line)
-                except Exception as exc:  # a bad command must not kill the server
+                except Exception as exc:  # noqa: BLE001 - a bad command must not kill the server
                     reply = [f"error: {exc}"]
                 f.write("".join(f"{r}\n" for r in reply))
                 f.flush()

@@ -42,8 +42,13 @@ from contextlib import contextmanager
 from smartcard import scard
 from smartcard.CardConnection import CardConnection
 from smartcard.CardConnectionDecorator import CardConnectionDecorator
-from smartcard.Exceptions import (CardConnectionException, CardServiceNotFoundException,
-                                  CardServiceStoppedException, NoCardException, SmartcardException)
+from smartcard.Exceptions import (
+    CardConnectionException,
+    CardServiceNotFoundException,
+    CardServiceStoppedException,
+    NoCardException,
+    SmartcardException,
+)
 from smartcard.pcsc.PCSCExceptions import EstablishContextException
 from smartcard.reader.Reader import Reader
 from smartcard.reader.ReaderFactory import ReaderFactory

@@ -129,7 +129,7 @@ class Slot:
         """Whether the card is (meant to be) in the reader."""
         return self._present
 
-    def start(self, fail_fast: bool = True) -> "Slot":
+    def start(self, fail_fast: bool = True) -> Slot:
         """Start serving. With ``fail_fast`` the first connection problem ends the
         slot (state ``failed``, :attr:`error` set); later ones are retried forever."""
         if self._thread is not None:
@@ -333,7 +333,7 @@ class Slot:
         sock.settimeout(self.poll_timeout)
         try:
             recv_exact(2)
-        except socket.timeout:
+        except TimeoutError:
             raise _NoPoll() from None
         sock.settimeout(None)
         self.insertions += 1
@@ -381,7 +381,7 @@ class VpcdServer:
     def __init__(self, slots):
         self.slots = list(slots)
 
-    def start(self, fail_fast: bool = True, timeout: float | None = 10.0) -> "VpcdServer":
+    def start(self, fail_fast: bool = True, timeout: float | None = 10.0) -> VpcdServer:
         """Connect every slot. With ``fail_fast`` wait until each card is inserted;
         on a problem stop everything and raise :class:`VpcdError` (one line, with the fix)."""
         for slot in self.slots:
@@ -401,7 +401,7 @@ class VpcdServer:
         for slot in self.slots:
             slot.stop(timeout)
 
-    def __enter__(self) -> "VpcdServer":
+    def __enter__(self) -> VpcdServer:  # noqa: PYI034
         return self.start()
 
     def __exit__(self, *exc) -> None:
