@@ -35,6 +35,9 @@ EXIT_USAGE = 2
 
 
 def add_arguments(parser) -> None:
+    parser.epilog = ("While serving, SIGUSR1 pulls the card(s) out of the reader or puts them back; SIGTERM, SIGINT "
+                     "and SIGHUP remove them and exit 0. Exit codes: 2 usage or image error, 3 pcscd/vpcd "
+                     "unreachable (one line says why and how to fix it).")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="card image(s) to serve (see `cardos new`)")
     parser.add_argument("--vpcd", action="append", metavar="HOST:PORT",
                         help=f"vpcd slot to connect to (default {DEFAULT_HOST}:{DEFAULT_PORT}); repeat once per "
@@ -43,13 +46,20 @@ def add_arguments(parser) -> None:
                         help="Unix socket for remove/insert/toggle/tear/status/stop commands (see docs/pcsc.md)")
     parser.add_argument("--wait", action="store_true",
                         help="keep retrying until pcscd and its vpcd slot are there, instead of failing at once")
-    parser.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS",
+    parser.add_argument("--timeout", type=seconds, default=3.0, metavar="SECONDS",
                         help="how long to wait for vpcd to accept and poll the card before calling the slot busy "
                              "(default 3)")
     parser.add_argument("--durable", action="store_true",
                         help="fsync every commit (survives a host power loss, not only a crash)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="-v: every control code and APDU")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+
+
+def seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError(text)
+    return value
 
 
 def assign_addresses(n_images: int, vpcd: list[str] | None) -> list[tuple[str, int]]:
