@@ -56,6 +56,12 @@ def _cmd_profiles(args) -> int:
     return run_profiles(args)
 
 
+def _cmd_bench(args) -> int:
+    from .bench import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cardos", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"cardos {__version__}")
@@ -110,6 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "(exit 2 naming the file, field and reason when it is bad) and describe it.")
     add_profiles_arguments(p)
     p.set_defaults(func=_cmd_profiles)
+
+    from .bench import add_arguments as add_bench_arguments
+
+    p = sub.add_parser("bench", help="benchmarks: speed and scale, side by side with vicc and the transport floor",
+                       description="In-process, through a real pcscd + vpcd, and at scale; prints a table with "
+                       "targets (pass/miss) and writes JSON with --json. See docs/performance.md.")
+    add_bench_arguments(p)
+    p.set_defaults(func=_cmd_bench)
 
     from .scripting.cli import add_parsers as add_script_parsers
 
