@@ -3,12 +3,14 @@
 # (Debian packages, a virtualenv, cardos itself), then runs the job.
 #   ./dev.sh demo   a demo card created, topped up and used (in-process reader)
 #   ./dev.sh test   the whole test suite (starts its own pcscd + vpcd)
+#   ./dev.sh bench  the benchmarks (cardos bench; docs/performance.md)
 #   ./dev.sh setup  only install
 set -euo pipefail
 cd "$(dirname "$0")"
 
 APT_PACKAGES=(python3 python3-venv python3-dev gcc swig pkg-config
-              pcscd libpcsclite1 libpcsclite-dev vsmartcard-vpcd pcsc-tools opensc)
+              pcscd libpcsclite1 libpcsclite-dev vsmartcard-vpcd pcsc-tools opensc
+              vsmartcard-vpicc python3-virtualsmartcard python3-pycryptodome)  # the last three: vicc for cardos bench
 VENV=.venv
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -57,5 +59,6 @@ case "${1:-}" in
         # as root the suite starts its own pcscd: PC/SC tests must run, never be skipped
         if [ "$(id -u)" -eq 0 ]; then export CARDOS_REQUIRE_PCSC="${CARDOS_REQUIRE_PCSC:-1}"; fi
         exec "$VENV/bin/python" -m pytest "$@" ;;
-  *) echo "usage: $0 demo|test|setup [args...]" >&2; exit 2 ;;
+  bench) setup; shift; exec "$VENV/bin/cardos" bench "$@" ;;
+  *) echo "usage: $0 demo|test|bench|setup [args...]" >&2; exit 2 ;;
 esac
