@@ -10,6 +10,7 @@ import sys
 
 from . import __version__
 from .image import ImageError
+from .transports.pcsc import TransportError
 
 
 def _cmd_new(args) -> int:
@@ -23,7 +24,7 @@ def _cmd_new(args) -> int:
 def _cmd_demo(args) -> int:
     from .demo import run_demo
 
-    return run_demo(out=sys.stdout, image=args.image)
+    return run_demo(out=sys.stdout, image=args.image, reader=args.reader)
 
 
 def _cmd_serve(args) -> int:
@@ -75,8 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="issue a demo card, top it up and spend from it",
                        description="Personalize a blank card through APDUs, load it and make a purchase, "
-                       "printing every step.")
-    p.add_argument("--image", metavar="PATH", help="keep the demo card in this new image file")
+                       "printing every step. By default the card is a fresh emulated card in the embedded "
+                       "in-process pyscard reader; --reader uses a PC/SC reader instead.")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--image", metavar="PATH", help="keep the embedded demo card in this new image file")
+    where.add_argument("--reader", metavar="NAME", help="a PC/SC reader by name, index or substring "
+                       "(e.g. a slot filled by `cardos serve`); its card must be blank (transport key FF×8)")
     p.set_defaults(func=_cmd_demo)
 
     from .transports.serve import add_arguments as add_serve_arguments
@@ -139,8 +144,14 @@ def main(argv=None) -> int:
     except ImageError as exc:
         print(f"cardos: error: {exc}", file=sys.stderr)
         return 2
+    except TransportError as exc:  # no reader, no card, the card stopped answering
+        print(f"cardos: error: {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # output piped into `head` & co.: stop quietly
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -171,40 +171,12 @@ def _params(args) -> dict:
 
 def _open_reader(name: str):
     """A pyscard connection with ``transmit(bytes) -> bytes``."""
+    from .transports.pcsc import PcscTransport, TransportError
+
     try:
-        from .scripting.transport import PcscTransport, TransportError
-    except ImportError:  # pragma: no cover - the script runner ships with cardos
-        PcscTransport = None
-    if PcscTransport is not None:
-        try:
-            return PcscTransport(name)
-        except TransportError as exc:
-            raise _Fail(str(exc), 3) from None
-    try:  # pragma: no cover - fallback without the script runner
-        from smartcard.System import readers
-
-        available = readers()
-        hits = [r for r in available if name.lower() in str(r).lower()]
-        if len(hits) != 1:
-            raise _Fail(f"reader {name!r}: {len(hits)} matches among {', '.join(map(str, available)) or 'none'}", 3)
-        connection = hits[0].createConnection()
-        connection.connect()
-    except _Fail:
-        raise
-    except Exception as exc:  # pragma: no cover - depends on pcscd
-        raise _Fail(f"reader {name!r}: {exc}", 3) from None
-
-    class _Adapter:  # pragma: no cover
-        label = str(hits[0])
-
-        def transmit(self, apdu: bytes) -> bytes:
-            data, sw1, sw2 = connection.transmit(list(apdu))
-            return bytes(data) + bytes((sw1, sw2))
-
-        def close(self):
-            connection.disconnect()
-
-    return _Adapter()
+        return PcscTransport(name)
+    except TransportError as exc:
+        raise _Fail(str(exc), 3) from None
 
 
 def _image_card(path: str):

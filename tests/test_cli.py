@@ -26,3 +26,28 @@ def test_usage_error_exit_code(capsys):
     except SystemExit as exc:
         assert exc.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_demo_goes_through_the_embedded_pyscard_reader(capsys):
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("reader 'cardos Emulated Reader 0': card present, ATR 3B8C")
+    assert "EP balance 87.50" in out
+
+
+def test_demo_through_a_served_card_in_pcscd(vpcd, capsys):
+    """`cardos demo --reader` drives a blank card served into a real pcscd vpcd slot."""
+    from .pcsc_fixtures import reader_name
+
+    card = Card.blank()
+    vpcd.serve(card, port=35964)
+    assert main(["demo", "--reader", reader_name(35964)]) == 0
+    out = capsys.readouterr().out
+    assert "Virtual PCD 00 01" in out and "EP balance 87.50" in out
+    card.transmit(bytes.fromhex("00A4040009A00000000386980701"))
+    assert card.transmit(bytes.fromhex("805C000204")) == bytes.fromhex("0000222E9000")  # 87.50
+
+
+def test_demo_with_an_unknown_reader_fails_cleanly(capsys):
+    assert main(["demo", "--reader", "no such reader"]) == 3
+    assert "no such reader" in capsys.readouterr().err
