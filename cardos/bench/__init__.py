@@ -100,8 +100,8 @@ def run(args, out=None, err=None) -> int:
         return 2
     quick = args.quick
     rounds = args.rounds or (10 if quick else 20)
-    cfg = Config(apdus=2_000 if quick else 20_000, pcsc_apdus=300 if quick else 3_000,
-                 transactions=60 if quick else 600, rounds=rounds,
+    cfg = Config(apdus=2_000 if quick else 20_000, pcsc_apdus=300 if quick else 5_000,
+                 transactions=60 if quick else 1_000, rounds=rounds,
                  scale=args.scale if args.scale is not None else (100 if quick else 1000),
                  image_dir=args.image_dir, vicc=not args.no_vicc)
     if cfg.scale < 1 or rounds < 1:

@@ -60,8 +60,7 @@ def run(cfg, vicc=None, say=print) -> dict:
                 vicc_samples.setdefault(key, []).extend(values)
     result = {"apdus": {mode: {op.key: summary(samples[mode][op.key]) for op in OPS} for mode in MODES},
               "transactions": {mode: {key: summary(tx_samples[mode][key]) for key, _ in TRANSACTIONS}
-                               for mode in MODES},
-              "image_dir": workdir}
+                               for mode in MODES}}
     if vicc is not None:
         result["vicc"] = {key: summary(values) for key, values in vicc_samples.items()}
     cards.clear()

@@ -2,13 +2,18 @@
 memory, then one atomic image write), keep them all in memory, open them again.
 
 Reported: time per card (issue, save, open), image size per card, and the
-process's resident memory (RSS) growth per card held in memory.
+resident memory (RSS) growth per card held in memory. It runs in a fresh
+process, so memory freed by the other parts does not hide the growth.
 """
 from __future__ import annotations
 
+import argparse
 import gc
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -33,6 +38,16 @@ def rss_bytes() -> int:
 
 
 def run(n: int, image_dir: str | None = None, say=print) -> dict:
+    """:func:`measure` in a child process (same interpreter)."""
+    say(f"scale: issuing {n} city cards (in a fresh process)")
+    command = [sys.executable, "-m", "cardos.bench.scale", str(n)] + (["--image-dir", image_dir] if image_dir else [])
+    out = subprocess.run(command, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"scale benchmark failed (exit {out.returncode}): {out.stderr.strip()[-800:]}")
+    return json.loads(out.stdout)
+
+
+def measure(n: int, image_dir: str | None = None) -> dict:
     keys = load_keyset("test")
     profile = P.load("city")
     workdir = tempfile.mkdtemp(prefix="cardos-bench-scale-", dir=image_dir)
@@ -43,7 +58,6 @@ def run(n: int, image_dir: str | None = None, say=print) -> dict:
         rss0 = rss_bytes()
         cards = []
         issue_ns, save_ns, sizes = [], [], []
-        say(f"scale: issuing {n} city cards")
         t_start = time.perf_counter()
         for i in range(n):
             t0 = clock()
@@ -76,3 +90,16 @@ def run(n: int, image_dir: str | None = None, say=print) -> dict:
                 "rss_bytes": {"before": rss0, "after": rss1, "per_card": round((rss1 - rss0) / n, 1)}}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cardos.bench.scale")
+    parser.add_argument("cards", type=int)
+    parser.add_argument("--image-dir")
+    args = parser.parse_args(argv)
+    print(json.dumps(measure(args.cards, args.image_dir)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
