@@ -96,7 +96,10 @@ class Baseline:
 
         ch.power_cycle()
         identity = read_identity(ch)
-        serial = DEFAULT_SERIAL if identity == "blank" else identity
+        if identity != "blank":
+            serial = identity
+        else:  # a blank or erased card keeps the serial it had earlier in this run
+            serial = hexs(self.serial) if self.serial else DEFAULT_SERIAL
         params = {"app_serial": serial, "pin": PIN, "holder_name": HOLDER}
         log = self._log(ch)
         ch.note(f"issuing profile {profile} (serial {serial}, {'re-issue' if identity != 'blank' else 'blank card'})")
@@ -112,7 +115,8 @@ class Baseline:
                 if identity == "blank" and exc.sw in (0x6A82, 0x6A88) and exc.step == plan.steps[1].label:
                     # an erased MF: no key file, free access - issue without authentication
                     ch.note("the MF has no key file (erased card): issuing without authentication")
-                    run([s for s in plan.steps if not isinstance(s, Authenticate)], ch.target.transmit, log)
+                    run([s for i, s in enumerate(plan.steps) if not (i == 1 and isinstance(s, Authenticate))],
+                        ch.target.transmit, log)
                 else:
                     raise
         except IssueError as exc:
