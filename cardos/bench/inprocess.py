@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 
+from .. import image
 from ..keyset import load as load_keyset
 from .stats import sample, summary
 from .workload import OPS, TRANSACTIONS, Terminal, bench_profile, check, make_card
@@ -41,6 +42,7 @@ def run(cfg, vicc=None, say=print) -> dict:
     n_tx = max(1, cfg.transactions // rounds)
     samples = {mode: {op.key: [] for op in OPS} for mode in MODES}
     tx_samples = {mode: {key: [] for key, _ in TRANSACTIONS} for mode in MODES}
+    commit_samples = {"serialize": [], "write": []}
     vicc_samples: dict = {}
     say(f"in-process: {rounds} rounds x {n_apdu} APDUs per kind, {n_tx} transactions per kind")
     for _ in range(rounds):
@@ -55,12 +57,17 @@ def run(cfg, vicc=None, say=print) -> dict:
             terminal = terminals[mode]
             for key, _title in TRANSACTIONS:
                 tx_samples[mode][key] += sample(getattr(terminal, key), n_tx, warmup=min(20, n_tx))
+            if mode == "on":  # a commit's two halves: the JSON text, then temporary file + rename
+                text = image.dumps(card)
+                commit_samples["serialize"] += sample(lambda c=card: image.dumps(c), n_tx)
+                commit_samples["write"] += sample(lambda s=card._store, t=text: s.write(t), n_tx)
         if vicc is not None:
             for key, values in vicc.round(n_apdu).items():
                 vicc_samples.setdefault(key, []).extend(values)
     result = {"apdus": {mode: {op.key: summary(samples[mode][op.key]) for op in OPS} for mode in MODES},
               "transactions": {mode: {key: summary(tx_samples[mode][key]) for key, _ in TRANSACTIONS}
-                               for mode in MODES}}
+                               for mode in MODES},
+              "commit": {key: summary(v) for key, v in commit_samples.items()}}
     if vicc is not None:
         result["vicc"] = {key: summary(values) for key, values in vicc_samples.items()}
     cards.clear()

@@ -132,6 +132,9 @@ def render(r: dict) -> str:
         for key, title in TRANSACTIONS:
             off, on = _get(inproc, "transactions", "off", key), _get(inproc, "transactions", "on", key)
             rows.append([title, *_med_p99(off), *_med_p99(on), "-", "-", "-"])
+        for key, title in (("serialize", "commit: image text (image.dumps)"),
+                           ("write", "commit: temp file + rename")):
+            rows.append([title, "-", "-", *_med_p99(_get(inproc, "commit", key)), "-", "-", "-"])
         lines += _table(["operation", "off med", "p99", "on med", "p99", "vicc med", "p99", "on/vicc"], rows)
 
     pcsc = r.get("pcsc")
