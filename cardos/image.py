@@ -19,9 +19,10 @@ import os
 from pathlib import Path
 
 from .config import CardConfig
-from .filesystem import (DF, BLOCK_PERMANENT, PROTECT_ENCRYPT, PROTECT_MAC, RECORD_TYPES, TYPE_BINARY,
-                         TYPE_DF, TYPE_KEY, TYPE_PURSE, BinaryEF, KeyFile, PurseEF, RecordEF, attach)
-from .keys import Key
+from .filesystem import (DF, BLOCK_PERMANENT, MAX_DF_LEVELS, MF_FID, PROTECT_ENCRYPT, PROTECT_MAC, RECORD_TYPES,
+                         TYPE_BINARY, TYPE_CYCLIC, TYPE_DF, TYPE_KEY, TYPE_PURSE, TYPE_VARIABLE, BinaryEF, KeyFile,
+                         PurseEF, RecordEF, attach)
+from .keys import KNOWN_TYPES, Key, KeyType
 
 FORMAT = "cardos-card-image"
 VERSION = 1
@@ -117,23 +118,88 @@ def _int(d: dict, key: str, where: str, low: int, high: int) -> int:
     return value
 
 
-def _node_from_dict(d: dict, where: str):
+def _bool(d: dict, key: str, where: str) -> bool:
+    value = d.get(key, False)
+    if not isinstance(value, bool):
+        raise ValueError(f"{where}.{key}: expected true or false")
+    return value
+
+
+def _key_from_dict(kd, where: str) -> Key:
+    """A key as WRITE KEY could have stored it: known type, id 00-FE, a value of a usable length."""
+    try:
+        key = Key.from_dict(kd)
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    if not 0 <= key.stored_type <= 0xFF or key.base_type not in KNOWN_TYPES:
+        raise ValueError(f"{where}.type: not a key type")
+    if not 0 <= key.kid <= 0xFE:
+        raise ValueError(f"{where}.id: a key id is 00 to FE")
+    n = len(key.value)
+    if key.base_type == KeyType.PIN:
+        ok = 1 <= n <= 8
+    else:
+        ok = n == 16 if key.alg_id == 0x04 else n in (8, 16)
+    if not ok:
+        raise ValueError(f"{where}.value: {n} bytes is not a valid length for this key")
+    return key
+
+
+def _check_records(ef: RecordEF, where: str) -> None:
+    """Records as the record commands could have written them."""
+    records = ef.records
+    if ef.ftype == TYPE_VARIABLE:
+        for i, r in enumerate(records):
+            if len(r) < 2 or r[1] != len(r) - 2:
+                raise ValueError(f"{where}.records[{i}]: not a TLV record (tag, length, value)")
+        if ef.used_bytes() > ef.size:
+            raise ValueError(f"{where}.records: {ef.used_bytes()} bytes do not fit the file ({ef.size})")
+        return
+    if not 1 <= ef.record_length <= 248 or ef.record_count < (2 if ef.ftype == TYPE_CYCLIC else 1):
+        raise ValueError(f"{where}: impossible record_count/record_length")
+    if len(records) > ef.record_count:
+        raise ValueError(f"{where}.records: {len(records)} records, the file holds {ef.record_count}")
+    for i, r in enumerate(records):
+        if len(r) != ef.record_length:
+            raise ValueError(f"{where}.records[{i}]: {len(r)} bytes, the records are {ef.record_length}")
+
+
+def _check_proofs(proofs: dict, where: str) -> None:
+    for name, value in proofs.items():
+        ok = isinstance(value, str) and len(name) == 7 and name[2] == ":"
+        try:
+            ok = ok and len(bytes.fromhex(name[:2] + name[3:])) == 3 and len(bytes.fromhex(value)) == 8
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"{where}.proofs: expected \"TT:CCCC\": 16 hex digits (MAC and TAC)")
+
+
+def _node_from_dict(d: dict, where: str, level: int = 1):
     if not isinstance(d, dict):
         raise ValueError(f"{where}: expected an object")
     fid = int.from_bytes(_hex(d, "fid", where, 2), "big")
+    if (fid == MF_FID) != (level == 1):
+        raise ValueError(f"{where}.fid: 3F00 is the MF and only the MF")
     type_byte = _byte(d, "type", where)
     if type_byte == TYPE_DF:
+        if level > MAX_DF_LEVELS:
+            raise ValueError(f"{where}: DFs nest at most {MAX_DF_LEVELS} levels deep (MF included)")
         df = DF(fid, _hex(d, "name", where), _int(d, "space", where, 0, 0xFFFF),
                 _byte(d, "create", where), _byte(d, "erase", where), _byte(d, "app_file_id", where),
                 _hex(d, "reserved", where, 2), _int(d, "block", where, 0, BLOCK_PERMANENT),
-                bytes.fromhex(d.get("fci_extra", "")))
+                _hex(d, "fci_extra", where) if "fci_extra" in d else b"")
+        if not 1 <= len(df.name) <= 16:
+            raise ValueError(f"{where}.name: a DF name is 1 to 16 bytes")
         children = d.get("children")
         if not isinstance(children, list):
             raise ValueError(f"{where}.children: expected a list")
         for i, child_dict in enumerate(children):
-            child = _node_from_dict(child_dict, f"{where}.children[{i}]")
+            child = _node_from_dict(child_dict, f"{where}.children[{i}]", level + 1)
             if child.fid in df.children:
                 raise ValueError(f"{where}.children[{i}]: duplicate FID {child.fid:04X}")
+            if isinstance(child, KeyFile) and df.key_file is not None:
+                raise ValueError(f"{where}.children[{i}]: a second key file in one DF")
             df.children[child.fid] = child
             attach(df, child)
         return df
@@ -142,17 +208,20 @@ def _node_from_dict(d: dict, where: str):
               _byte(d, "key_byte", where))
     if type_byte == TYPE_KEY:
         keys = {}
-        for i, kd in enumerate(d.get("keys", [])):
-            try:
-                key = Key.from_dict(kd)
-            except (KeyError, ValueError, TypeError) as exc:
-                raise ValueError(f"{where}.keys[{i}]: {exc}") from None
+        key_list = d.get("keys", [])
+        if not isinstance(key_list, list):
+            raise ValueError(f"{where}.keys: expected a list")
+        for i, kd in enumerate(key_list):
+            key = _key_from_dict(kd, f"{where}.keys[{i}]")
+            if (key.base_type, key.kid) in keys:
+                raise ValueError(f"{where}.keys[{i}]: duplicate key {key.base_type:02X}/{key.kid:02X}")
             keys[(key.base_type, key.kid)] = key
         return KeyFile(fid, _int(d, "size", where, 0, 0xFFFF), *rights, keys=keys)
     if type_byte == TYPE_PURSE:
         proofs = d.get("proofs", {})
         if not isinstance(proofs, dict):
             raise ValueError(f"{where}.proofs: expected an object")
+        _check_proofs(proofs, where)
         return PurseEF(fid, *rights, balance=_int(d, "balance", where, 0, 0xFFFFFFFF),
                        online_counter=_int(d, "online_counter", where, 0, 0xFFFF),
                        offline_counter=_int(d, "offline_counter", where, 0, 0xFFFF),
@@ -161,7 +230,7 @@ def _node_from_dict(d: dict, where: str):
     if base == TYPE_BINARY:
         size = _int(d, "size", where, 0, 0xFFFF)
         data = _hex(d, "data", where, size)
-        return BinaryEF(fid, protection, *rights, size, data, bool(d.get("written", False)))
+        return BinaryEF(fid, protection, *rights, size, data, _bool(d, "written", where))
     if base in RECORD_TYPES:
         records = d.get("records")
         if not isinstance(records, list) or not all(isinstance(r, str) for r in records):
@@ -170,12 +239,13 @@ def _node_from_dict(d: dict, where: str):
             recs = [bytes.fromhex(r) for r in records]
         except ValueError:
             raise ValueError(f"{where}.records: not valid hex") from None
-        if "size" in d:
-            return RecordEF(fid, base, protection, *rights, size=_int(d, "size", where, 0, 0xFFFF),
-                            records=recs)
-        return RecordEF(fid, base, protection, *rights,
-                        record_count=_int(d, "record_count", where, 0, 255),
-                        record_length=_int(d, "record_length", where, 0, 255), records=recs)
+        if base == TYPE_VARIABLE:
+            ef = RecordEF(fid, base, protection, *rights, size=_int(d, "size", where, 0, 0xFFFF), records=recs)
+        else:
+            ef = RecordEF(fid, base, protection, *rights, record_count=_int(d, "record_count", where, 0, 255),
+                          record_length=_int(d, "record_length", where, 0, 255), records=recs)
+        _check_records(ef, where)
+        return ef
     raise ValueError(f"{where}.type: unknown file type {type_byte:02X}")
 
 
@@ -200,7 +270,7 @@ def card_state_from_dict(d: dict):
     mf = _node_from_dict(d.get("mf"), "mf")
     if not isinstance(mf, DF):
         raise ValueError("mf: the root must be a DF (type 38)")
-    return atr, config, bool(d.get("card_blocked", False)), mf
+    return atr, config, _bool(d, "card_blocked", "top level"), mf
 
 
 def read_image(path) -> dict:
@@ -219,6 +289,10 @@ def read_image(path) -> dict:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ImageError(path, f"corrupt or truncated image: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise ImageError(path, "nested too deeply (not a card image)") from None
+    except ValueError as exc:  # e.g. an integer of thousands of digits
+        raise ImageError(path, f"not a card image: {exc}") from None
 
 
 class ImageStore:
@@ -237,9 +311,14 @@ class ImageStore:
     def write(self, text: str, tick=None) -> None:
         """Write ``text`` atomically. ``tick`` is called at each write point (tests cut power there)."""
         data = text.encode("utf-8")
-        fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        # never through a planted symlink; a stale temporary file keeps its mode, so set it
+        fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), FILE_MODE)
         try:
-            os.write(fd, data)
+            if hasattr(os, "fchmod"):
+                os.fchmod(fd, FILE_MODE)
+            view = memoryview(data)
+            while view:  # a short write (disk full) must not become a truncated image
+                view = view[os.write(fd, view):]
             if self.durable:
                 os.fsync(fd)
         finally:

@@ -6,12 +6,14 @@ purse — only what free rights and try counters allow.
 """
 import logging
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from cardos import Card
 from cardos.commands import DISPATCH
 from cardos.sample import issue_sample
+
+from .hypothesis_profiles import fuzz
 
 KNOWN = sorted({ins for _cls, ins in DISPATCH} | {0xC0})
 
@@ -83,7 +85,7 @@ def _protected_state(card):
     return state, card.card_blocked
 
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = fuzz(150)  # HYPOTHESIS_PROFILE=long: 100× more (docs/robustness.md)
 
 
 @FUZZ
