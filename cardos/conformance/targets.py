@@ -50,8 +50,7 @@ def load_factory(spec: str):
 
 def image_factory(path: str, workdir: Path):
     """A factory of card objects, each on its own copy of the image at ``path``."""
-    from .. import Card
-    from ..image import ImageError
+    from .. import Card, ImageError
 
     source = Path(path)
     if not source.is_file():

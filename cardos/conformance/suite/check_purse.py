@@ -147,6 +147,7 @@ def test_credit_wrong_length(purse, card):
 def test_load_never_overflows_the_balance(purse, card):
     """Reference §8 open question 5: the card may refuse at INITIALIZE or at CREDIT, but a balance
     must never wrap past FFFFFFFF."""
+    fund(purse, 1)
     balance = purse.balance(EP)
     amount = 0xFFFFFFFF - balance + 1
     r = card.send(purse.init_apdu(0x00, EP, amount, 1, LOAD_TERMINAL))

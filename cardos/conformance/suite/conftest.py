@@ -117,7 +117,6 @@ def _ensure(ch, baseline, profile):
     except B.BaselineUnavailable as exc:
         baseline.unavailable = str(exc)
         pytest.skip(f"the card cannot be brought into the baseline: {exc}")
-    ch.power_cycle()
 
 
 def require_destructive(target, baseline) -> None:
