@@ -57,6 +57,12 @@ def _cmd_profiles(args) -> int:
     return run_profiles(args)
 
 
+def _cmd_conformance(args) -> int:
+    from .conformance.runner import run
+
+    return run(args)
+
+
 def _cmd_bench(args) -> int:
     from .bench import run
 
@@ -121,6 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "(exit 2 naming the file, field and reason when it is bad) and describe it.")
     add_profiles_arguments(p)
     p.set_defaults(func=_cmd_profiles)
+
+    from .conformance.runner import add_arguments as add_conformance_arguments
+
+    p = sub.add_parser("conformance", help="judge a card (emulated, through pcscd, or in any reader) with the "
+                       "conformance suite", description="Run the CJ/T 304 conformance suite (pytest) against an "
+                       "emulated card, the emulator behind pcscd (--vpcd) or a card in a PC/SC reader, and print "
+                       "a per-command pass/fail table. See docs/conformance.md.")
+    add_conformance_arguments(p)
+    p.set_defaults(func=_cmd_conformance)
 
     from .bench import add_arguments as add_bench_arguments
 
