@@ -105,7 +105,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
     line = lambda cells: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
                                    for i, (c, w) in enumerate(zip(cells, widths)))
-    return [line(header), line(["-" * w for w in widths])] + [line(r) for r in rows]
+    return [line(header).rstrip(), line(["-" * w for w in widths])] + [line(r).rstrip() for r in rows]
 
 
 def _med_p99(d) -> list[str]:
