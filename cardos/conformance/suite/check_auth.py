@@ -161,6 +161,7 @@ def test_internal_errors(internal_keys, card):
     card.expect(apdu(0x00, 0x88, 0x00, 0x05, bytes(8), 0), "6A88", why="no key 30/05")
     card.expect(apdu(0x00, 0x88, 0x07, 0x00, bytes(8), 0), "6A86", why="P1 07")
     card.expect(apdu(0x00, 0x88, 0x00, 0x01, bytes(8), 0), "6982", why="key 30/01 needs state 1")
+    card.expect(apdu(0x00, 0x88, 0x00, 0x00, le=0), "6700", why="no data")
 
 
 # -- WRITE KEY --------------------------------------------------------------------------------
@@ -247,3 +248,17 @@ def test_secure_key_update(scratch, card):
                            card.challenge(), encrypt=True)
     card.expect(wrong, "9302", why="MAC under the old master value")
     card.ok(ext_auth(card, 0x00, AUTH_OTHER), "the master is unchanged")
+
+
+@pytest.mark.command("WRITE KEY")
+def test_a_blocked_key_cannot_be_changed(keys, card):
+    for left in (2, 1, 0):
+        card.expect(ext_auth(card, 0x00, AUTH_OTHER), f"63C{left}")
+    card.expect(modify_key(0x00, key_record(AUTH_KEY, FREE, FREE, 0x05, counter(3), AUTH)), "6983")
+
+
+@pytest.mark.command("WRITE KEY")
+def test_key_id_ff(scratch, card):
+    scratch.key_file()
+    card.expect(add_key(0xFF, key_record(AUTH_KEY, FREE, FREE, 0x05, counter(3), AUTH)), "6A86",
+                why="key id FF is reserved (§2.3)")

@@ -31,6 +31,8 @@ def reselect_blocked(card) -> bool:
 def test_temporary_block_and_unblock(city, card):
     block(card, city, 0x00)
     card.expect(read_binary(0x15, 0, 4), "6A81", why="READ BINARY in the blocked application")
+    card.expect("805C000204", "6A81", why="GET BALANCE in the blocked application")
+    card.expect("805000020B0100000001000000000304" "10", "6A81", why="INITIALIZE FOR LOAD in the blocked application")
     if not reselect_blocked(card):
         pytest.skip("the card refuses to select a blocked application (6A81): APPLICATION UNBLOCK cannot be sent")
     card.expect(read_binary(0x15, 0, 4), "6A81", why="READ BINARY after selecting the blocked application")
@@ -71,7 +73,9 @@ def test_three_bad_unblocks_make_the_block_permanent(city, card):
 @pytest.mark.command("APPLICATION BLOCK")
 def test_block_with_a_wrong_mac(city, card):
     card.expect(mac_only(card, 0x1E, 0x00, city.card_key("city", "master")), "6988")
-    card.ok(read_binary(0x15, 0, 4), "the application is not blocked")
+    content = card.ok(read_binary(0x15, 0, 30), "the application is not blocked")
+    card.ok(protected_apdu(0x04, 0xD6, 0x95, 0x00, content, city.card_key("city", "line"), card.challenge()),
+            "a right MAC with the line key (restores its try counter)")
 
 
 @pytest.mark.command("APPLICATION BLOCK")
@@ -92,6 +96,7 @@ def test_card_block_is_final(spare_card):
     line = card.base.card_key("mf", "line")
     card.ok(SELECT_MF)
     card.expect(mac_only(card, 0x16, 0x00, card.base.card_key("mf", "master")), "6988", why="wrong MAC")
+    card.refused("8016000000", "CARD BLOCK without a MAC")
     card.ok(SELECT_MF, "not blocked by a wrong MAC")
     card.ok(mac_only(card, 0x16, 0x00, line), "CARD BLOCK")
     card.expect(SELECT_MF, "6A81")

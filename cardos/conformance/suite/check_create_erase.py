@@ -132,3 +132,10 @@ def test_erase_right(scratch, card):
     card.ok(select_name(SUB_NAME), "the erased DF is still there")
     card.expect(add_key(0x01, key_record(0x39, FREE, FREE, 0x01, counter(3), AUTH)), "6A82",
                 why="WRITE KEY: the key file is gone")
+
+
+@pytest.mark.command("ERASE DF")
+def test_erase_bad_p1p2(scratch, card):
+    scratch.key_file().create(create_binary(0x0001, 8))
+    card.refused("800E010000", "ERASE DF with P1 01")
+    card.expect(select_fid(0x0001, le=None), "9000", why="nothing was erased")

@@ -148,3 +148,48 @@ def test_pin_unblock_needs_line_protection(pin, card):
     unprotected = protected_apdu(0x84, 0x24, 0x00, 0x00, NEW, UNBLOCK, card.challenge(), encrypt=True)
     card.refused(b"\x80" + unprotected[1:], "PIN UNBLOCK with CLA 80")
     card.expect(verify(NEW), "6983", why="still blocked")
+
+
+@pytest.mark.command("VERIFY")
+def test_verify_use_right(scratch, card):
+    s = scratch.key_file()
+    s.key(PIN, 0x00, pin_bcd("123456"), use=0x11, change=0xEF, b3=0x02)
+    s.auth_key(0x00, LINE, state=1)
+    s.enter()
+    card.expect(verify(GOOD), "6982", why="PIN usable in state 1 only")
+    s.authenticate(0x00, LINE)
+    card.ok(verify(GOOD), "in state 1")
+
+
+@pytest.mark.command("CHANGE PIN")
+def test_change_pin_errors(pin, card):
+    card.expect(apdu(0x80, 0x5E, 0x01, 0x00, GOOD + NEW), "6700", why="no FF between old and new PIN")
+    card.ok(verify(GOOD), "the PIN is unchanged")
+
+
+@pytest.mark.command("CHANGE PIN")
+def test_change_pin_without_a_pin(scratch, card):
+    scratch.key_file().key(0x38, 0x00, RELOAD, b3=0xFF).enter()
+    card.expect(change(GOOD, NEW), "9403")
+
+
+@pytest.mark.command("RELOAD PIN")
+def test_reload_pin_wrong_length(pin, card):
+    card.expect(apdu(0x80, 0x5E, 0x00, 0x00, GOOD), "6700", why="a PIN without MAC")
+
+
+@pytest.mark.command("PIN UNBLOCK")
+def test_pin_unblock_with_a_blocked_unblock_key(scratch, card):
+    s = scratch.key_file()
+    s.key(PIN, 0x00, pin_bcd("123456"), use=FREE, change=0xEF, b3=0x01)
+    s.key(0x37, 0x00, UNBLOCK, b3=0xFF, b4=0x11)
+    s.enter()
+    card.expect(protected_apdu(0x84, 0x24, 0x00, 0x00, NEW, LINE, card.challenge(), encrypt=True), "6988")
+    card.expect(protected_apdu(0x84, 0x24, 0x00, 0x00, NEW, UNBLOCK, card.challenge(), encrypt=True), "9303",
+                why="the unblock key has no try left")
+
+
+@pytest.mark.command("PIN UNBLOCK")
+def test_pin_unblock_without_a_pin(scratch, card):
+    scratch.key_file().key(0x37, 0x00, UNBLOCK, b3=0xFF).enter()
+    card.expect(protected_apdu(0x84, 0x24, 0x00, 0x00, NEW, UNBLOCK, card.challenge(), encrypt=True), "9403")

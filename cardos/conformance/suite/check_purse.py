@@ -7,7 +7,8 @@ Tests that send a wrong MAC finish with a good transaction (a card may block the
 after consecutive purse MAC failures, reference §8 open question 6)."""
 import pytest
 
-from cardos.conformance.apdus import apdu, read_record, select_name
+from cardos.conformance.apdus import (CYCLIC, LOAD_KEY, apdu, create_binary, create_purse, create_records,
+                                      read_record, select_name)
 from cardos.conformance.baseline import PIN
 from cardos.conformance.purse import (CAPP, DATE_TIME, ED, ED_LOAD, ED_PURCHASE, EP, EP_LOAD, EP_PURCHASE,
                                       LOAD_TERMINAL, OVERDRAW, POS_TERMINAL, UNLOAD, WITHDRAW, u32)
@@ -77,6 +78,25 @@ def test_initialize_for_load_errors(purse, card):
 
 
 @pytest.mark.command("INITIALIZE FOR LOAD")
+def test_ed_load_needs_the_pin(purse, card):
+    card.expect(purse.init_apdu(0x00, ED, 100, 1, LOAD_TERMINAL), "6982", why="ED without VERIFY")
+
+
+@pytest.mark.command("INITIALIZE FOR LOAD")
+def test_initialize_without_a_usable_purse(scratch, card):
+    """In a DF of the suite with a load key 3F/01: no purse (6A82), a binary file where the purse
+    should be (6981), a purse whose TAC key is missing (refused; the reference lists 6283)."""
+    scratch.key_file().key(LOAD_KEY, 0x01, bytes(range(16)), b3=0x01, b4=0x00)
+    load = apdu(0x80, 0x50, 0x00, EP, b"\x01" + u32(100) + LOAD_TERMINAL, 0x10)
+    card.expect(load, "6A82", why="no EP in this DF")
+    scratch.create(create_binary(0x0002, 8), "a binary file 0002")
+    card.expect(load, "6981", why="0002 is no purse")
+    scratch.create(create_records(0x0018, CYCLIC, 3, 23), "log 0018")
+    scratch.create(create_purse(0x0001, tac_key=0x00, log_sfi=0x18), "ED 0001 with TAC key 34/00 (absent)")
+    card.refused(apdu(0x80, 0x50, 0x00, ED, b"\x01" + u32(100) + LOAD_TERMINAL, 0x10), "a purse without TAC key")
+
+
+@pytest.mark.command("INITIALIZE FOR LOAD")
 def test_abandoned_initialize_changes_nothing(purse, card):
     """A reader may send INITIALIZE FOR LOAD only to read balance and counter (NFSee does)."""
     first = purse.initialize(0x00, EP, 100)
@@ -135,6 +155,33 @@ def test_another_command_ends_the_session(purse, card):
     card.challenge()
     card.expect(purse.credit_apdu(init), "6901")
     card.check(purse.balance(EP) == init.balance, "CREDIT FOR LOAD", "the balance changed")
+
+
+@pytest.mark.command("CREDIT FOR LOAD")
+def test_credit_bad_p1p2(purse, card):
+    init = purse.initialize(0x00, EP, 10)
+    card.refused(apdu(0x80, 0x52, 0x01, 0x00, purse.credit_apdu(init)[5:-1], 4), "CREDIT FOR LOAD with P1 01")
+    card.check(purse.balance(EP) == init.balance, "CREDIT FOR LOAD", "the balance changed")
+
+
+@pytest.mark.command("CREDIT FOR LOAD")
+def test_repeated_wrong_mac2(city, purse, card):
+    """A card may block the application after consecutive purse MAC failures (9303, reference §3.13,
+    §8 open question 6). Either way a wrong MAC2 never loads, and after 9303 the purse is closed."""
+    city.dirty = True  # this test may block the application: issue the card again afterwards
+    blocked = False
+    for _ in range(8):
+        init = purse.initialize(0x00, EP, 5)
+        sw = card.expect(purse.credit_apdu(init, mac2=bytes(4)), "9302", "9303").sw
+        if sw == 0x9303:
+            blocked = True
+            break
+        card.check(purse.balance(EP) == init.balance, "CREDIT FOR LOAD", "a wrong MAC2 loaded")
+    if blocked:
+        purse_ok = card.send(purse.init_apdu(0x00, EP, 5, 1, LOAD_TERMINAL))
+        card.check(purse_ok.sw != 0x9000, "CREDIT FOR LOAD", "9303 but the purse still initializes")
+        return
+    purse.load(1, EP)
 
 
 @pytest.mark.command("CREDIT FOR LOAD")
@@ -256,6 +303,17 @@ def test_unload(purse, card):
     check_log(card, init, 400, UNLOAD, "DEBIT FOR UNLOAD", limit=purse.initialize(0x01, ED, 0).limit)
 
 
+@pytest.mark.command("DEBIT FOR UNLOAD")
+def test_unload_errors(purse, card):
+    purse.verify_pin(PIN)
+    fund(purse, 20, ED)
+    card.expect(apdu(0x80, 0x54, 0x03, 0x00, DATE_TIME + bytes(4), 4), "6901", why="no INITIALIZE FOR UNLOAD")
+    init = purse.initialize(0x05, ED, 20)
+    card.expect(apdu(0x80, 0x54, 0x03, 0x00, DATE_TIME + bytes(4), 4), "9302", why="wrong MAC2")
+    card.check(purse.balance(ED) == init.balance, "DEBIT FOR UNLOAD", "the balance changed after 9302")
+    purse.debit_unload(purse.initialize(0x05, ED, 20))
+
+
 @pytest.mark.command("INITIALIZE FOR UNLOAD")
 def test_unload_more_than_the_balance(purse, card):
     purse.verify_pin(PIN)
@@ -285,6 +343,19 @@ def test_update_overdraw_limit(purse, card):
     card.check(shown.limit == new_limit, "INITIALIZE FOR PURCHASE", f"reports limit {shown.limit}, set {new_limit}")
     back = purse.initialize(0x04, ED, key_index=1)
     purse.update_limit(back, init.limit)
+
+
+@pytest.mark.command("UPDATE OVERDRAW LIMIT")
+def test_update_overdraw_limit_errors(purse, card):
+    purse.verify_pin(PIN)
+    fund(purse, 10, ED)
+    limit_mac = apdu(0x80, 0x58, 0x00, 0x00, bytes(3) + DATE_TIME + bytes(4), 4)
+    card.expect(limit_mac, "6901", why="no INITIALIZE FOR UPDATE")
+    init = purse.initialize(0x04, ED, key_index=1)
+    card.expect(apdu(0x80, 0x58, 0x00, 0x00, (init.limit + 1).to_bytes(3, "big") + DATE_TIME + bytes(4), 4), "9302",
+                why="wrong MAC2")
+    card.check(purse.initialize(0x01, ED, 0).limit == init.limit, "UPDATE OVERDRAW LIMIT", "the limit changed")
+    purse.update_limit(purse.initialize(0x04, ED, key_index=1), init.limit)
 
 
 @pytest.mark.command("INITIALIZE FOR UPDATE")
@@ -339,6 +410,16 @@ def test_capp_cache_errors(purse, card):
                               ("no record with tag 7F", capp_cache(tag=0x7F), ("6A83",))):
         purse.initialize(0x03, EP, 1)
         card.expect(command, *sws, why=why)
+
+
+@pytest.mark.command("UPDATE CAPP DATA CACHE")
+def test_capp_cache_keeps_the_record_length(purse, card):
+    fund(purse, 1)
+    before = card.ok(read_record(0x1A, 1))
+    init = purse.initialize(0x03, EP, 1)
+    card.refused(capp_cache(CAPP_RECORD[:-1]), "a composite record one byte shorter")
+    card.expect(read_record(0x1A, 1), data=before)
+    card.check(purse.balance(EP) == init.balance, "UPDATE CAPP DATA CACHE", "the balance changed")
 
 
 @pytest.mark.command("INITIALIZE FOR CAPP PURCHASE")

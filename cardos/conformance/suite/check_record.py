@@ -174,3 +174,23 @@ def test_protected_record_writes(files, card):
     card.ok(protect(card, 0x04, 0xDC, 0x01, (0x0C << 3) | 4, R[1], LINE), "UPDATE RECORD with a MAC")
     card.expect(read_record(0x0C, 1, 4), data=R[1])
     card.expect(update_record(0x0C, 1, R[2]), "6987", why="plain update of a MAC-protected file")
+
+
+@pytest.mark.command("READ RECORD")
+def test_read_record_bad_mode(files, card):
+    card.ok(append_record(0x07, R[0]))
+    card.expect(apdu(0x00, 0xB2, 0x01, (0x07 << 3) | 0b111, le=4), "6A86", why="P2 mode 111")
+
+
+@pytest.mark.command("UPDATE RECORD")
+def test_update_record_bad_mode(files, card):
+    card.ok(append_record(0x07, R[0]))
+    card.expect(apdu(0x00, 0xDC, 0x01, (0x07 << 3) | 0b111, R[1]), "6A86", why="P2 mode 111")
+    card.expect(read_record(0x07, 1, 4), data=R[0])
+
+
+@pytest.mark.command("APPEND RECORD")
+def test_append_a_malformed_variable_record(files, card):
+    """A variable-length record is tag ‖ length ‖ value (§1.2); one whose length byte lies is refused."""
+    card.refused(append_record(0x09, bytes.fromhex("0105AABB")), "length byte 05 with 2 value bytes")
+    card.expect(read_record(0x09, 1), "6A83", why="nothing was appended")

@@ -154,8 +154,12 @@ def _terminal(card, baseline, profile: str) -> PurseTerminal:
 
 
 @pytest.fixture
-def city(issued, card):
-    card.ok(bytes.fromhex("00A4040009") + CITY_AID + b"\x00", "select the city application")
+def city(issued, card, target, baseline):
+    select = bytes.fromhex("00A4040009") + CITY_AID + b"\x00"
+    if card.send(select).sw in (0x6283, 0x6A81):  # left blocked by an earlier (failed) test
+        baseline.dirty = True
+        _ensure(card, baseline, "city")
+    card.ok(select, "select the city application")
     return issued
 
 
