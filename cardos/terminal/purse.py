@@ -234,7 +234,7 @@ def unload(card, host, amount: int, *, terminal: bytes, key_index: int = 1, when
     proof = get_transaction_proof(card, UNLOAD, counter)
     tac = proof[1] if proof else b"\x00" * 4
     record = pending.record(mac3, tac)
-    if not constant_time_equal(mac3, mac3_expected) or proof is None or proof[0] != mac3:
+    if not constant_time_equal(mac3, mac3_expected) or proof is None or not constant_time_equal(proof[0], mac3):
         raise VerificationError("DEBIT FOR UNLOAD", "MAC3 does not verify", record)
     return _check(record, host, "DEBIT FOR UNLOAD")
 
