@@ -32,6 +32,12 @@ REFERENCE_COMMANDS = {
     "UPDATE CAPP DATA CACHE", "DEBIT FOR CAPP PURCHASE", "INITIALIZE FOR UNLOAD", "DEBIT FOR UNLOAD",
     "INITIALIZE FOR UPDATE", "UPDATE OVERDRAW LIMIT", "GET BALANCE", "GET TRANSACTION PROOF",
 }
+# Checks the emulator fails today (reported; the checks follow the reference and stay strict).
+# When the emulator is fixed, remove the entry: test_the_emulator_passes_in_process says so.
+KNOWN_EMULATOR_DEVIATIONS = {
+    # reference §1.1 [C2]: the KEY file must be the first file created in a DF; cardos accepts an EF first
+    "test_the_key_file_comes_first": "CREATE FILE",
+}
 IN_PROCESS_ONLY = {"test_power_cut_during_credit", "test_power_cut_during_debit", "test_power_cut_during_capp_debit",
                    "test_card_block_is_final"}
 
@@ -48,17 +54,26 @@ def by_test_name(report: dict) -> dict:
     return {t["test"].rsplit("::", 1)[-1]: t for t in report["tests"]}
 
 
+def assert_conforms(returncode: int, report: dict, output: str = "") -> None:
+    """Everything passed or was skipped, except the known emulator deviations."""
+    failed = {name for name, t in by_test_name(report).items() if t["outcome"] == "failed"}
+    known = {name for name in KNOWN_EMULATOR_DEVIATIONS if name in by_test_name(report)}
+    assert failed == known, f"{sorted(failed - known)} failed; {sorted(known - failed)} passed now" \
+                            f" (remove it from KNOWN_EMULATOR_DEVIATIONS)\n{output[-3000:]}"
+    assert set(report["nonconforming"]) == {KNOWN_EMULATOR_DEVIATIONS[n] for n in known}
+    assert returncode == (1 if known else 0), output[-3000:]
+
+
 # -- the emulator conforms -----------------------------------------------------------------------
 
 def test_the_emulator_passes_in_process(tmp_path):
     junit, report_path = tmp_path / "junit.xml", tmp_path / "report.json"
     r = run_conformance("--junit-xml", junit, "--json", report_path)
-    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     report = json.loads(report_path.read_text(encoding="utf-8"))
-    assert report["verdict"] == "PASS" and report["nonconforming"] == []
+    assert_conforms(r.returncode, report, r.stdout + r.stderr)
     assert report["kind"] == "emulator"
     outcomes = Counter(t["outcome"] for t in report["tests"])
-    assert outcomes == {"passed": len(report["tests"])}, outcomes      # nothing skipped in process
+    assert outcomes["skipped"] == 0, outcomes      # everything runs in process
     assert len(report["tests"]) >= 200
     # every test has a family and a command label; every reference command has a row
     assert {t["family"] for t in report["tests"]} <= set(FAMILY_ORDER)
@@ -66,8 +81,10 @@ def test_the_emulator_passes_in_process(tmp_path):
     assert REFERENCE_COMMANDS <= {row["command"] for row in report["commands"]}
     # the table
     out = r.stdout
-    assert "cardos conformance summary" in out and "non-conforming: none" in out
-    assert any(line.startswith("total") and line.split()[-1] == "PASS" for line in out.splitlines())
+    assert "cardos conformance summary" in out
+    verdict = "FAIL" if KNOWN_EMULATOR_DEVIATIONS else "PASS"
+    assert any(line.startswith("total") and line.split()[-1] == verdict for line in out.splitlines())
+    assert ("non-conforming: none" in out) is (not KNOWN_EMULATOR_DEVIATIONS)
     # JUnit: per test the command, the family and the APDU trace
     cases = ET.parse(junit).getroot().iter("testcase")
     props = [{p.get("name"): p.get("value") for p in case.iter("property")} for case in cases]
@@ -87,8 +104,8 @@ def test_a_card_image_is_judged_on_a_copy(tmp_path):
     before = image.read_bytes()
     report_path = tmp_path / "report.json"
     r = run_conformance("--card", image, "--json", report_path, "-k", "not interconnect")
-    assert r.returncode == 0, r.stdout[-4000:]
     report = json.loads(report_path.read_text(encoding="utf-8"))
+    assert_conforms(r.returncode, report, r.stdout)
     assert "serial 3100000000000077" in report["card"]
     assert image.read_bytes() == before
 
@@ -116,20 +133,19 @@ def broken_runs(tmp_path_factory):
 def test_a_broken_card_fails_naming_the_command(broken_runs, name):
     returncode, stdout, report = broken_runs[name]
     command = EXPECTED[name]
+    known = KNOWN_EMULATOR_DEVIATIONS
     assert returncode == 1, stdout[-3000:]
     assert report["verdict"] == "FAIL"
-    assert report["nonconforming"] == [command], report["nonconforming"]
-    assert f"non-conforming: {command}\n" in stdout
-    failed = [t for t in report["tests"] if t["outcome"] == "failed"]
+    assert set(report["nonconforming"]) == {command, *known.values()}, report["nonconforming"]
+    verdict_line = next(line for line in stdout.splitlines() if line.startswith("non-conforming: "))
+    assert command in verdict_line
+    failed = [t for t in report["tests"] if t["outcome"] == "failed" and t["test"].rsplit("::", 1)[-1] not in known]
     assert failed and all(t["culprit"] == command for t in failed)
-    assert any(row["command"] == command and row["result"] == "FAIL" for row in report["commands"]) or \
-        any(t["command"] != command for t in failed)
 
 
 def test_the_wrapper_itself_passes(broken_runs):
     returncode, stdout, report = broken_runs["honest"]
-    assert returncode == 0, stdout[-3000:]
-    assert report["verdict"] == "PASS"
+    assert_conforms(returncode, report, stdout)
 
 
 # -- through a real pcscd ----------------------------------------------------------------------
@@ -138,10 +154,10 @@ def test_the_emulator_passes_through_pcscd(pcscd, tmp_path):
     """``cardos conformance --vpcd``: the card served into pcscd's vpcd slot, judged through PC/SC."""
     report_path = tmp_path / "report.json"
     r = run_conformance("--vpcd", "--json", report_path, timeout=600)
-    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    assert report_path.exists(), r.stdout[-4000:] + r.stderr[-2000:]
     report = json.loads(report_path.read_text(encoding="utf-8"))
+    assert_conforms(r.returncode, report, r.stdout + r.stderr)
     assert report["kind"] == "vpcd" and "Virtual PCD 00 00" in report["target"]
-    assert report["verdict"] == "PASS"
     skipped = {name for name, t in by_test_name(report).items() if t["outcome"] == "skipped"}
     assert skipped == IN_PROCESS_ONLY
     assert "purse" in {t["family"] for t in report["tests"] if t["outcome"] == "passed"}

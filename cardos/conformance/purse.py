@@ -107,12 +107,28 @@ class PurseTerminal:
         return apdu(0x80, 0x50, kind, purse, bytes((key_index,)) + u32(amount) + terminal, le)
 
     def initialize(self, kind: int, purse: int, amount: int = 0, key_index: int = 1,
-                   terminal: bytes | None = None) -> Init:
-        """Send INITIALIZE (``kind`` = P1), parse and check the answer (MAC1 of online types)."""
+                   terminal: bytes | None = None, t0: bool = False) -> Init:
+        """Send INITIALIZE (``kind`` = P1), parse and check the answer (MAC1 of online types).
+
+        ``t0``: send it without Le, as a T=0 terminal does, and fetch a ``61XX`` answer with
+        GET RESPONSE (sent raw, so nothing else happens in between)."""
         name = INIT_NAMES[kind]
         terminal = terminal or (POS_TERMINAL if kind in (0x01, 0x02, 0x03) else LOAD_TERMINAL)
         length = {0x00: 16, 0x05: 16, 0x04: 19}.get(kind, 15)
-        r = self.ch.ok(self.init_apdu(kind, purse, amount, key_index, terminal), name, length=length)
+        command = self.init_apdu(kind, purse, amount, key_index, terminal)
+        if t0:
+            first = self.ch.raw(command[:-1])
+            if first.sw == OK:
+                r = first.data
+            else:
+                self.ch.check(first.sw == 0x6100 | length and not first.data, name,
+                              f"without Le answered {first.sw:04X}, expected 61{length:02X} or the data")
+                fetched = self.ch.raw(bytes((0x00, 0xC0, 0x00, 0x00, length)))
+                self.ch.check(fetched.sw == OK, "GET RESPONSE", f"answered {fetched.sw:04X}")
+                r = fetched.data
+            self.ch.check(len(r) == length, name, f"answered {len(r)} bytes, expected {length}")
+        else:
+            r = self.ch.ok(command, name, length=length)
         balance, counter = int.from_bytes(r[:4], "big"), int.from_bytes(r[4:6], "big")
         if kind in (0x00, 0x05):
             init = Init(kind, purse, amount, key_index, terminal, balance, counter, r[6], r[7], r[8:12], mac1=r[12:16])

@@ -262,3 +262,11 @@ def test_key_id_ff(scratch, card):
     scratch.key_file()
     card.expect(add_key(0xFF, key_record(AUTH_KEY, FREE, FREE, 0x05, counter(3), AUTH)), "6A86",
                 why="key id FF is reserved (§2.3)")
+
+
+@pytest.mark.command("WRITE KEY")
+def test_modification_keeps_the_key_length(keys, card):
+    """§2.3: a modification must have the stored header + value length."""
+    card.refused(modify_key(0x00, key_record(AUTH_KEY, FREE, FREE, 0x05, counter(3), AUTH_DES)),
+                 "an 8-byte value for a 16-byte key")
+    card.ok(ext_auth(card, 0x00, AUTH), "39/00 unchanged")

@@ -27,8 +27,15 @@ def reselect_blocked(card) -> bool:
     return card.expect(select_name(CITY_AID), "6283", "6A81", why="select the blocked application").sw == 0x6283
 
 
+def online_counter(card) -> int:
+    """The EP's online counter, from an INITIALIZE FOR LOAD that is not completed."""
+    answer = card.ok("805000020B0100000001000000000304" "10", "INITIALIZE FOR LOAD (not completed)", length=16)
+    return int.from_bytes(answer[4:6], "big")
+
+
 @pytest.mark.command("APPLICATION BLOCK")
 def test_temporary_block_and_unblock(city, card):
+    before = online_counter(card)
     block(card, city, 0x00)
     card.expect(read_binary(0x15, 0, 4), "6A81", why="READ BINARY in the blocked application")
     card.expect("805C000204", "6A81", why="GET BALANCE in the blocked application")
@@ -40,6 +47,8 @@ def test_temporary_block_and_unblock(city, card):
     card.ok(SELECT_MF)
     card.ok(select_name(CITY_AID), "select the unblocked application")
     card.ok(read_binary(0x15, 0, 4), "READ BINARY after unblocking")
+    card.check(online_counter(card) == before, "APPLICATION UNBLOCK",
+               "blocking and unblocking changed the EP's online counter (§2.9: neither does)")
 
 
 @pytest.mark.command("APPLICATION BLOCK")

@@ -139,3 +139,34 @@ def test_erase_bad_p1p2(scratch, card):
     scratch.key_file().create(create_binary(0x0001, 8))
     card.refused("800E010000", "ERASE DF with P1 01")
     card.expect(select_fid(0x0001, le=None), "9000", why="nothing was erased")
+
+
+@pytest.mark.command("CREATE FILE")
+def test_the_key_file_comes_first(scratch, card):
+    """§1.1: the KEY file must be the first file created in a DF."""
+    card.refused(create_binary(0x0001, 8), "an EF before the key file")
+
+
+@pytest.mark.command("READ BINARY")
+def test_sfi_only_for_fids_up_to_001f(scratch, card):
+    """§1.1: the SFI is the low 5 bits of the FID, usable only for FIDs 0001..001F."""
+    scratch.key_file().create(create_binary(0x0101, 8))
+    card.ok(select_fid(0x0101, le=None))
+    card.expect(read_binary(0x01, 0, 1), "6A82", why="SFI 01 with only EF 0101 in the DF")
+
+
+@pytest.mark.command("READ BINARY")
+def test_the_key_file_is_never_readable(scratch, card):
+    """§1.1: the KEY file is never readable."""
+    scratch.key_file().auth_key(0x00, AUTH, state=1)
+    scratch.enter()
+    if card.send(select_fid(0x0000, le=None)).sw == 0x9000:
+        card.refused(read_binary(None, 0, 8), "READ BINARY of the selected key file")
+        card.refused(read_record(0x00, 1, 0), "READ RECORD of the selected key file")
+
+
+@pytest.mark.command("CREATE FILE")
+def test_record_length_limit(scratch, card):
+    """§1.3: records are at most 248 bytes long."""
+    scratch.key_file()
+    card.refused(create_records(0x0002, FIXED, 2, 249), "fixed records of 249 bytes")

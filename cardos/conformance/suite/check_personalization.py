@@ -4,7 +4,7 @@
 from the erased card; adding an application to an issued card."""
 import pytest
 
-from cardos.conformance.apdus import (SELECT_MF, apdu, append_record, create_binary, key_record, read_binary,
+from cardos.conformance.apdus import (SELECT_MF, apdu, append_record, create_binary, create_key_file, key_record, read_binary,
                                       read_record, select_fid, select_name, tlv_find, update_binary)
 from cardos.conformance.baseline import HOLDER, external_authenticate
 from cardos.conformance.purse import EP, PurseTerminal
@@ -91,8 +91,9 @@ def test_erase_the_card_and_issue_again(city, card):
     card.expect(select_fid(0x1001), "6A82", why="the city application is gone")
     card.expect(select_name(CITY_AID), "6A82", why="the city application is gone (by name)")
     card.expect(read_binary(0x05, 0, 8), "6A82", why="MF 0005 is gone")
-    card.ok(create_binary(0x0011, 8), "CREATE FILE in the empty MF without authentication")
-    card.ok(update_binary(0x11, 0, b"\x01"), "and write it")
+    card.ok(create_key_file(0x0040, add=0xAA), "CREATE FILE (key file) in the empty MF without authentication")
+    card.ok(create_binary(0x0011, 8, write=0xAA), "an EF with write right AA")
+    card.ok(update_binary(0x11, 0, b"\x01"), "and write it without authentication (same session)")
     card.ok("800E000000", "ERASE DF again (free)")
     city.ensure(card, "city")
     card.check(city.issues >= 2, "personalization", "the card was not issued again")

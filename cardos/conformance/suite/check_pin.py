@@ -193,3 +193,16 @@ def test_pin_unblock_with_a_blocked_unblock_key(scratch, card):
 def test_pin_unblock_without_a_pin(scratch, card):
     scratch.key_file().key(0x37, 0x00, UNBLOCK, b3=0xFF).enter()
     card.expect(protected_apdu(0x84, 0x24, 0x00, 0x00, NEW, UNBLOCK, card.challenge(), encrypt=True), "9403")
+
+
+@pytest.mark.command("CHANGE PIN")
+def test_change_pin_acts_on_pin_00(pin, card):
+    """§2.4: CHANGE PIN acts on PIN 00 whatever P2 says."""
+    card.ok(apdu(0x80, 0x5E, 0x01, 0x05, GOOD + b"\xff" + NEW), "CHANGE PIN with P2 05")
+    card.ok(verify(NEW), "PIN 00 changed")
+
+
+@pytest.mark.command("PIN UNBLOCK")
+def test_pin_unblock_bad_p1(pin, card):
+    block(card)
+    card.expect(protected_apdu(0x84, 0x24, 0x05, 0x00, NEW, UNBLOCK, card.challenge(), encrypt=True), "6A86")

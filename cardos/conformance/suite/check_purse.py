@@ -96,6 +96,17 @@ def test_initialize_without_a_usable_purse(scratch, card):
     card.refused(apdu(0x80, 0x50, 0x00, ED, b"\x01" + u32(100) + LOAD_TERMINAL, 0x10), "a purse without TAC key")
 
 
+@pytest.mark.command("GET RESPONSE")
+def test_get_response_keeps_the_session(purse, card):
+    """A T=0 terminal sends INITIALIZE without Le and fetches the answer with GET RESPONSE; the
+    session must survive that transport step (§3.1), or no T=0 reader could load a card."""
+    init = purse.initialize(0x00, EP, 25, t0=True)
+    purse.credit(init)
+    fund(purse, 25)
+    debit = purse.initialize(0x01, EP, 25, t0=True)
+    purse.debit(debit)
+
+
 @pytest.mark.command("INITIALIZE FOR LOAD")
 def test_abandoned_initialize_changes_nothing(purse, card):
     """A reader may send INITIALIZE FOR LOAD only to read balance and counter (NFSee does)."""
