@@ -70,7 +70,10 @@ def _cmd_bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cardos", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="cardos", description="cardos: a CJ/T 304 / FMCOS 2.0 city-card emulator. Make key sets and cards, "
+        "serve them to PC/SC software, run APDU scripts, explore and inspect cards.",
+        epilog="`cardos COMMAND --help` shows a command's options and examples. Start with docs/tutorial.md.")
     parser.add_argument("--version", action="version", version=f"cardos {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -86,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "in-process pyscard reader; --reader uses a PC/SC reader instead.")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--image", metavar="PATH", help="keep the embedded demo card in this new image file")
-    where.add_argument("--reader", metavar="NAME", help="a PC/SC reader by name, index or substring "
+    where.add_argument("-r", "--reader", metavar="NAME", help="a PC/SC reader by name, index or substring "
                        "(e.g. a slot filled by `cardos serve`); its card must be blank (transport key FF×8)")
     p.set_defaults(func=_cmd_demo)
 
@@ -148,6 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
     from .scripting.cli import add_parsers as add_script_parsers
 
     add_script_parsers(sub)  # run, convert, decode (docs/scripts.md)
+
+    from .inspect import add_parser as add_inspect_parser
+    from .shell import add_parser as add_shell_parser
+    from .ui import finish_parser
+
+    add_inspect_parser(sub)  # inspect IMAGE: tree, keys, purses, history
+    add_shell_parser(sub)  # shell: an interactive card shell (docs/shell.md)
+    finish_parser(parser)  # help layout and examples of every subcommand (cardos/ui.py)
     return parser
 
 

@@ -151,7 +151,12 @@ def add_issue_arguments(parser) -> None:
     target.add_argument("--out", metavar="IMAGE", help="issue an emulated card into this new image file")
     target.add_argument("--card", metavar="IMAGE", help="an existing card image (a blank one from cardos new, or "
                         "an issued one for --add-app); replaced atomically when every step succeeded")
-    target.add_argument("--reader", metavar="NAME", help="a card in this PC/SC reader (name, unique part, or index)")
+    target.add_argument("-r", "--reader", metavar="NAME",
+                        help="a card in this PC/SC reader (name, unique part, or index)")
+    parser.add_argument("--count", type=int, default=1, metavar="N",
+                        help="issue N new cards with consecutive serials from --serial (default 1); --out then "
+                             "names each image with {serial} or {n}, e.g. --out 'cards/{serial}.card' (without "
+                             "--out: a dry run in memory); a progress line on a terminal")
     parser.add_argument("--save-script", metavar="FILE", dest="save_script",
                         help="also save the APDU sequence as a cardos script that recomputes MACs when run")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every APDU exchange")
@@ -204,6 +209,8 @@ def _logger(out):
 def run_issue(args, out=None) -> int:
     out = out or sys.stdout
     try:
+        if getattr(args, "count", 1) != 1:
+            return _run_many(args, out)
         return _run_issue(args, out)
     except _Fail as exc:
         _err(str(exc))
@@ -290,6 +297,54 @@ def _run_issue(args, out) -> int:
             f.write(text)
         print(f"saved the APDU script {args.save_script} (run it with: cardos run {args.save_script} "
               "--card IMAGE | --reader NAME)", file=out)
+    return 0
+
+
+def _run_many(args, out) -> int:
+    """``--count N``: N new cards, serials from ``--serial`` up, one image each (``{serial}``/``{n}`` in ``--out``)."""
+    import copy
+    import io
+    import time
+
+    from .ui import progress
+
+    if args.count < 1:
+        raise _Fail("--count must be at least 1")
+    if args.add_app or args.card or args.reader or args.reissue or args.save_script:
+        raise _Fail("--count issues new cards: use it with --profile and --out PATTERN (or no --out for a dry run)")
+    if args.out and "{serial}" not in args.out and "{n}" not in args.out:
+        raise _Fail(f"--out {args.out}: with --count, put {{serial}} or {{n}} in the name "
+                    "(e.g. --out 'cards/{serial}.card')")
+    try:
+        first = int(args.serial) if args.serial is not None else 1
+    except ValueError:
+        raise _Fail(f"--serial {args.serial!r}: with --count the serial is a number (the first card's)") from None
+    started = time.perf_counter()
+    done = 0
+    with progress(args.count, "issuing") as bar:
+        for n in range(args.count):
+            one = copy.copy(args)
+            one.count, one.serial = 1, str(first + n)
+            if args.out:
+                one.out = args.out.replace("{serial}", one.serial).replace("{n}", str(n + 1))
+                parent = os.path.dirname(one.out)
+                if parent:
+                    os.makedirs(parent, exist_ok=True)
+            buffer = io.StringIO()
+            try:
+                _run_issue(one, buffer)
+            except BaseException:
+                bar.close()
+                print(f"cardos: issued {done} of {args.count} cards before serial {one.serial} failed",
+                      file=sys.stderr)
+                raise
+            done += 1
+            bar.write(buffer.getvalue().rstrip("\n"), out)
+            bar.advance(note=f"serial {one.serial}")
+    seconds = time.perf_counter() - started
+    where = f"into {args.out}" if args.out else "in memory (dry run: nothing saved)"
+    print(f"issued {done} cards, serials {first}..{first + done - 1}, {where} in {seconds:.1f} s "
+          f"({seconds / done * 1000:.0f} ms per card)", file=out)
     return 0
 
 

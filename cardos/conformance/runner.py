@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--card", metavar="IMAGE",
                         help="judge a copy of this card image (in-process emulator; the file is never changed)")
-    target.add_argument("--reader", metavar="NAME",
+    target.add_argument("-r", "--reader", metavar="NAME",
                         help="judge the card in this PC/SC reader (name, index, or a unique part of the name)")
     target.add_argument("--factory", metavar="MODULE:CALLABLE",
                         help="judge the card object this callable returns (other emulators, test doubles)")

@@ -20,7 +20,8 @@ def add_parsers(sub) -> None:
     p.add_argument("scripts", nargs="+", metavar="SCRIPT", help="script files, run in order on the same card")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--card", metavar="IMAGE", help="a card image file (changes are saved to it)")
-    where.add_argument("--reader", metavar="NAME", help="a PC/SC reader: exact name, number, or unique substring")
+    where.add_argument("-r", "--reader", metavar="NAME",
+                       help="a PC/SC reader: exact name, number, or unique substring")
     p.add_argument("--keys", metavar="FILE", help="key set for @name references and purse steps "
                    "(a cardos key-set file, a shipped key-set name, or 'sample' for the sample card's TEST keys)")
     p.add_argument("--lang", choices=("en", "zh"), default="en", help="language of status-word meanings")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -20,28 +19,12 @@ from ..decoder import (
     describe_sw,
     hex_spaced,
 )
+from ..ui import Style as _Style  # colour shared by every cardos command (cardos/ui.py)
+from ..ui import use_color  # noqa: F401  (re-exported: cardos.scripting.report.use_color)
 
 WRAP = 16  # bytes per line of undivided data
 
 
-def use_color(stream, flag: bool | None = None) -> bool:
-    """Colour only on a terminal, never with ``--no-color`` or ``NO_COLOR`` set."""
-    if flag is False or os.environ.get("NO_COLOR"):
-        return False
-    return bool(getattr(stream, "isatty", lambda: False)())
-
-
-class _Style:
-    def __init__(self, on: bool):
-        self.on = on
-
-    def __call__(self, code: str, text: str) -> str:
-        return f"\033[{code}m{text}\033[0m" if self.on and text else text
-
-    def sw(self, sw: int, text: str) -> str:
-        hi = sw >> 8
-        code = "32" if hi in (0x90, 0x61) else ("33" if hi in (0x62, 0x63) else "31")
-        return self(code, text)
 
 
 def _fields_text(fields) -> str:
