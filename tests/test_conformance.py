@@ -110,6 +110,15 @@ def test_a_card_image_is_judged_on_a_copy(tmp_path):
     assert image.read_bytes() == before
 
 
+def test_an_sm4_key_set(tmp_path):
+    """Issued with the shipped SM4 TEST key set, the purse runs on the SM4 hypotheses (docs/algorithms.md)."""
+    report_path = tmp_path / "report.json"
+    r = run_conformance("--keys", "test-sm4", "--json", report_path)
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    assert report["keys"].startswith("test-sm4 (SM4")
+    assert_conforms(r.returncode, report, r.stdout)
+
+
 # -- broken cards fail, naming the command ---------------------------------------------------------
 
 @pytest.fixture(scope="module")

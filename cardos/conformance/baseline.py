@@ -74,6 +74,7 @@ class Baseline:
         self.dirty = False
         self.issues = 0
         self.unavailable = ""
+        self.refused: ConformanceFailure | None = None
 
     # -- issuing ------------------------------------------------------------------------------
     def ensure(self, ch: Channel, profile: str = "city") -> "Baseline":
@@ -82,7 +83,13 @@ class Baseline:
             return self
         if self.keys is None:
             raise BaselineUnavailable("bringing the card into a known state needs the issuer key set (--keys)")
-        self.issue(ch, profile)
+        if self.refused is not None:  # the card refused a personalization step before: do not try again
+            raise ConformanceFailure(self.refused.command, f"(as before) {self.refused.message}")
+        try:
+            self.issue(ch, profile)
+        except ConformanceFailure as exc:
+            self.refused = exc
+            raise
         return self
 
     def ensure_any(self, ch: Channel) -> "Baseline":
