@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from .apdus import (FREE, SELECT_MF, add_key, apdu, counter, create_df, create_key_file, key_record, select_fid)
+from .apdus import FREE, SELECT_MF, add_key, apdu, counter, create_df, create_key_file, key_record, select_fid
 from .channel import OK, Channel, ConformanceFailure, command_label, hexs, sw_text
 
 DEFAULT_SERIAL = "3100000000000304"
@@ -77,7 +77,7 @@ class Baseline:
         self.refused: ConformanceFailure | None = None
 
     # -- issuing ------------------------------------------------------------------------------
-    def ensure(self, ch: Channel, profile: str = "city") -> "Baseline":
+    def ensure(self, ch: Channel, profile: str = "city") -> Baseline:
         """Issue ``profile`` (and the scratch DF) unless the card already is in that state."""
         if self.profile == profile and not self.dirty:
             return self
@@ -92,7 +92,7 @@ class Baseline:
             raise
         return self
 
-    def ensure_any(self, ch: Channel) -> "Baseline":
+    def ensure_any(self, ch: Channel) -> Baseline:
         """Issue the default profile unless some profile is already on the card."""
         if self.profile is not None and not self.dirty:
             return self
@@ -181,35 +181,35 @@ class Scratch:
     def __init__(self, ch: Channel):
         self.ch = ch
 
-    def fresh(self) -> "Scratch":
+    def fresh(self) -> Scratch:
         ch = self.ch
         ch.ok(SELECT_MF, "select MF")
         ch.ok(select_fid(self.FID), "select the scratch DF")
         ch.ok("800E000000", "ERASE DF of the scratch DF")
         return self
 
-    def enter(self) -> "Scratch":
+    def enter(self) -> Scratch:
         """Leave and re-enter the DF: security registers 0, rights enforced."""
         self.ch.ok(SELECT_MF, "select MF")
         self.ch.ok(select_fid(self.FID), "select the scratch DF")
         return self
 
-    def key_file(self, size: int = 0x0200, add: int = FREE) -> "Scratch":
+    def key_file(self, size: int = 0x0200, add: int = FREE) -> Scratch:
         self.ch.ok(create_key_file(size, 0x01, add), "create the key file")
         return self
 
     def key(self, key_type: int, kid: int, value: bytes, use: int = FREE, change: int = FREE, b3: int = 0x01,
-            b4: int = counter(3)) -> "Scratch":
+            b4: int = counter(3)) -> Scratch:
         self.ch.ok(add_key(kid, key_record(key_type, use, change, b3, b4, value)),
                    f"add key {key_type:02X}/{kid:02X}")
         return self
 
     def auth_key(self, kid: int, value: bytes, state: int, tries: int = 3, use: int = FREE,
-                 change: int = FREE) -> "Scratch":
+                 change: int = FREE) -> Scratch:
         """An external-authentication key (type 39) giving ``state``."""
         return self.key(0x39, kid, value, use, change, state, counter(tries))
 
-    def create(self, apdu_bytes: bytes, why: str = "create a file") -> "Scratch":
+    def create(self, apdu_bytes: bytes, why: str = "create a file") -> Scratch:
         self.ch.ok(apdu_bytes, why)
         return self
 

@@ -2,8 +2,8 @@
 keys the suite writes into its scratch DF."""
 import pytest
 
-from cardos.conformance.apdus import (AUTH_KEY, DECRYPT_KEY, ENCRYPT_KEY, FREE, MAC_KEY, NEVER, add_key, apdu,
-                                      counter, create_binary, create_key_file, key_record, modify_key, read_binary)
+from cardos.conformance.apdus import (AUTH_KEY, DECRYPT_KEY, ENCRYPT_KEY, FREE, MAC_KEY, NEVER, add_key, apdu, counter,
+                                      create_binary, create_key_file, key_record, modify_key, read_binary)
 from cardos.conformance.testkeys import AUTH, AUTH_DES, AUTH_OTHER, VECTOR
 from cardos.terminal.secure import external_auth_cryptogram, protected_apdu
 
@@ -98,7 +98,7 @@ def test_wrong_length(keys, card):
 
 
 @pytest.mark.command("EXTERNAL AUTHENTICATE")
-def test_no_key_file(scratch, card):
+def test_external_authenticate_without_a_key_file(scratch, card):
     card.challenge()
     card.expect(apdu(0x00, 0x82, 0x00, 0x00, bytes(8)), "6A82", "6A88")
 
@@ -200,7 +200,7 @@ def test_key_value_length(scratch, card):
 
 
 @pytest.mark.command("WRITE KEY")
-def test_no_key_file(scratch, card):
+def test_write_key_without_a_key_file(scratch, card):
     card.expect(add_key(0x00, key_record(AUTH_KEY, FREE, FREE, 0x05, counter(3), AUTH)), "6A82")
 
 

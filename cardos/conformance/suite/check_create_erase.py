@@ -1,10 +1,10 @@
 """CREATE FILE (reference §1.3) and ERASE DF (§1.7), the empty-DF rule (§1.1), in the scratch DF."""
 import pytest
 
-from cardos.conformance.apdus import (CYCLIC, FIXED, FREE, NEVER, SELECT_MF, TAC_KEY, VARIABLE, add_key,
-                                      append_record, apdu, counter, create_binary, create_df, create_ef,
-                                      create_key_file, create_purse, create_records, create_variable, key_record,
-                                      read_binary, read_record, select_fid, select_name, update_binary)
+from cardos.conformance.apdus import (CYCLIC, FIXED, FREE, NEVER, SELECT_MF, TAC_KEY, add_key, apdu, append_record,
+                                      counter, create_binary, create_df, create_ef, create_key_file, create_purse,
+                                      create_records, create_variable, key_record, read_binary, read_record, select_fid,
+                                      select_name, update_binary)
 from cardos.conformance.baseline import Scratch
 from cardos.conformance.testkeys import AUTH, LINE
 

@@ -7,7 +7,7 @@ import zlib
 import pytest
 
 from cardos.conformance.apdus import apdu, read_binary, read_record, read_record_by_tag, tlv_find
-from cardos.conformance.purse import DATE_TIME, CAPP, EP
+from cardos.conformance.purse import CAPP, DATE_TIME, EP
 
 from .conftest import INTERCONNECT_AID
 

@@ -4,8 +4,8 @@
 from the erased card; adding an application to an issued card."""
 import pytest
 
-from cardos.conformance.apdus import (SELECT_MF, apdu, append_record, create_binary, create_key_file, key_record, read_binary,
-                                      read_record, select_fid, select_name, tlv_find, update_binary)
+from cardos.conformance.apdus import (SELECT_MF, apdu, append_record, create_binary, create_key_file, key_record,
+                                      read_binary, read_record, select_fid, select_name, tlv_find, update_binary)
 from cardos.conformance.baseline import HOLDER, external_authenticate
 from cardos.conformance.purse import EP, PurseTerminal
 from cardos.terminal.secure import protected_apdu

@@ -7,8 +7,8 @@ Tests that send a wrong MAC finish with a good transaction (a card may block the
 after consecutive purse MAC failures, reference §8 open question 6)."""
 import pytest
 
-from cardos.conformance.apdus import (CYCLIC, LOAD_KEY, apdu, create_binary, create_purse, create_records,
-                                      read_record, select_name)
+from cardos.conformance.apdus import (CYCLIC, LOAD_KEY, apdu, create_binary, create_purse, create_records, read_record,
+                                      select_name)
 from cardos.conformance.baseline import PIN
 from cardos.conformance.purse import (CAPP, DATE_TIME, ED, ED_LOAD, ED_PURCHASE, EP, EP_LOAD, EP_PURCHASE,
                                       LOAD_TERMINAL, OVERDRAW, POS_TERMINAL, UNLOAD, WITHDRAW, u32)

@@ -8,7 +8,7 @@ import pytest
 
 from cardos.conformance.apdus import apdu, read_record, select_name
 from cardos.conformance.channel import CardMute
-from cardos.conformance.purse import DATE_TIME, EP, EP_LOAD, EP_PURCHASE, CAPP
+from cardos.conformance.purse import CAPP, DATE_TIME, EP, EP_LOAD, EP_PURCHASE
 
 from .check_purse import CAPP_RECORD, capp_cache, fund
 from .conftest import CITY_AID
