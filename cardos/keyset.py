@@ -190,7 +190,9 @@ class KeySet:
         try:
             if hasattr(os, "fchmod"):  # an overwritten file keeps its old mode otherwise
                 os.fchmod(fd, FILE_MODE)
-            os.write(fd, text.encode("utf-8"))
+            view = memoryview(text.encode("utf-8"))
+            while view:  # a short write (disk full) must not leave a truncated key set
+                view = view[os.write(fd, view):]
         finally:
             os.close(fd)
         self.path = path
@@ -207,7 +209,7 @@ class KeySet:
         if unknown:
             raise KeySetError(path, unknown[0], "unknown field")
         algorithm = d.get("algorithm")
-        if algorithm not in ALGORITHMS:
+        if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
             raise KeySetError(path, "algorithm", f"must be one of {', '.join(ALGORITHMS)} (got {algorithm!r})")
         test = d.get("test", False)
         if not isinstance(test, bool):
@@ -270,6 +272,10 @@ def load(path_or_name) -> KeySet:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise KeySetError(path, "", f"not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise KeySetError(path, "", "nested too deeply (not a key set)") from None
+    except ValueError as exc:  # e.g. an integer of thousands of digits
+        raise KeySetError(path, "", f"not a key set: {exc}") from None
     keyset = KeySet.from_dict(raw, path)
     if not keyset.test and os.name == "posix":
         mode = stat.S_IMODE(path.stat().st_mode)

@@ -609,7 +609,13 @@ def _parse_fields(r: _Reader, items, where: str, params: dict) -> list:
 
 def _parse_content(r: _Reader, value, where: str, params: dict, allow_tag: bool) -> Content:
     if isinstance(value, str):
-        return Content(hex=r.template(value, where, params), where=where)
+        text = r.template(value, where, params)
+        if not template_names(text):
+            try:
+                bytes.fromhex(text)
+            except ValueError:
+                r.fail(where, f"not valid hex: {text!r}")
+        return Content(hex=text, where=where)
     if isinstance(value, list):
         return Content(fields=_parse_fields(r, value, where, params), where=where)
     if isinstance(value, dict) and allow_tag:
@@ -654,7 +660,7 @@ def _parse_ef(r: _Reader, d, where: str, params: dict) -> EFSpec:
     where = f"{where.rsplit('[', 1)[0]}.{fid:04X}" if fid is not None else where
     common = {"fid", "type", "name", "read", "write", "protection", "key_byte"}
     kind = d.get("type")
-    if kind not in FILE_TYPES:
+    if not isinstance(kind, str) or kind not in FILE_TYPES:
         r.fail(f"{where}.type", f"must be one of {', '.join(FILE_TYPES)} (got {kind!r})")
     extra = {"binary": {"size", "content", "fill"}, "variable": {"size", "records"},
              "fixed": {"count", "record_length", "records", "fill"},
@@ -828,6 +834,8 @@ def _parse_df(r: _Reader, d, where: str, params: dict, is_mf: bool) -> DFSpec:
     df = DFSpec(name, fid, df_name, r.byte(d, "create", where, required=True), r.byte(d, "erase", where, required=True),
                 r.byte(d, "app_file_id", where, 0x01 if is_mf else 0x95), r.string(d, "label", where, ""),
                 space, r.integer(d, "spare", where, 0, 0xFFFF, 0), where=where)
+    if not df.label.isascii() or len(df.label) > 16:
+        r.fail(f"{where}.label", "an application label is ASCII, at most 16 characters")
     if "serial" in d:
         df.serial = r.template(d["serial"], f"{where}.serial", params)
     kf = r.obj(d.get("key_file", {}), f"{where}.key_file", {"add", "spare"})
@@ -923,17 +931,19 @@ def _source_profile(r: _Reader, ref, where: str) -> tuple:
     if not isinstance(ref, str) or not ref:
         r.fail(where, "expected a profile name or path")
     base = Path(r.path).parent if r.path and not r.path.startswith("<") else Path.cwd()
-    candidate = base / ref
-    if not candidate.suffix and not candidate.exists():
-        candidate = candidate.with_suffix(".json")
-    if not candidate.exists() and ref in shipped():
-        candidate = SHIPPED_DIR / f"{ref}.json"
     try:
+        candidate = base / ref
+        if not candidate.suffix and not candidate.exists():
+            candidate = candidate.with_suffix(".json")
+        if not candidate.exists() and ref in shipped():
+            candidate = SHIPPED_DIR / f"{ref}.json"
         raw = json.loads(candidate.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: a NUL in the name, a huge number
+        if isinstance(exc, json.JSONDecodeError):
+            r.fail(where, f"profile {ref!r} is not valid JSON: line {exc.lineno}: {exc.msg}")
         r.fail(where, f"cannot read profile {ref!r}: {getattr(exc, 'strerror', None) or exc}")
-    except json.JSONDecodeError as exc:
-        r.fail(where, f"profile {ref!r} is not valid JSON: line {exc.lineno}: {exc.msg}")
+    except RecursionError:
+        r.fail(where, f"profile {ref!r} is nested too deeply")
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         r.fail(where, f"{candidate} is not a cardos profile")
     return raw, str(candidate)
@@ -950,6 +960,10 @@ def _expand_includes(r: _Reader, d: dict) -> dict:
     if not isinstance(apps, list) or not any(isinstance(a, dict) and "from" in a for a in apps):
         return d
     d = dict(d)
+    if not isinstance(d.get("parameters") or {}, dict):
+        r.fail("parameters", "expected an object")
+    if not isinstance(d.get("lockdown") or [], list):
+        r.fail("lockdown", "expected a list of steps")
     params = dict(d.get("parameters") or {})
     lockdown = list(d.get("lockdown") or [])
     out = []
@@ -959,7 +973,11 @@ def _expand_includes(r: _Reader, d: dict) -> dict:
             continue
         where = f"applications[{i}]"
         source, source_path = _source_profile(r, entry["from"], f"{where}.from")
-        candidates = [a for a in source.get("applications") or [] if isinstance(a, dict)]
+        source_apps, source_params = source.get("applications"), source.get("parameters")
+        if not isinstance(source_apps, list) or not isinstance(source_params or {}, dict) \
+                or not isinstance(source.get("lockdown") or [], list):
+            r.fail(f"{where}.from", f"{source_path} is not a valid profile (check it on its own)")
+        candidates = [a for a in source_apps if isinstance(a, dict)]
         wanted = entry.get("application")
         if wanted is None and len(candidates) == 1:
             app = candidates[0]
@@ -1007,6 +1025,8 @@ def from_dict(raw, path: str = "<profile>") -> Profile:
     kind = d["kind"]
     if kind not in ("card", "application"):
         r.fail("kind", f'must be "card" (a whole card) or "application" (added to an issued card), got {kind!r}')
+    if not isinstance(d.get("parameters", {}), dict):
+        r.fail("parameters", "expected an object")
     raw_params = r.obj(d.get("parameters", {}), "parameters", set(d.get("parameters", {}) or {}))
     params = {pn: _parse_param(r, pn, pd, f"parameters.{pn}") for pn, pd in raw_params.items()}
     for pn, p in params.items():
@@ -1066,7 +1086,7 @@ def from_dict(raw, path: str = "<profile>") -> Profile:
             lockdown.append(a)
             continue
         s = r.obj(step, where, {"df", "keys", "use", "change"}, {"df", "keys"})
-        target = dfs.get(s["df"])
+        target = dfs.get(s["df"]) if isinstance(s["df"], str) else None
         if target is None:
             r.fail(f"{where}.df", f"no DF named {s['df']!r} (have {', '.join(dfs)})")
         names = s["keys"]
@@ -1116,6 +1136,10 @@ def load(name_or_path) -> Profile:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ProfileError(path, "", f"not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise ProfileError(path, "", "nested too deeply (not a profile)") from None
+    except ValueError as exc:  # e.g. an integer of thousands of digits
+        raise ProfileError(path, "", f"not a profile: {exc}") from None
     return from_dict(raw, str(path))
 
 

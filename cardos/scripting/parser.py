@@ -632,7 +632,10 @@ def parse_text(source: str, path: str = "<script>", base_dir: Path | None = None
             if script.keys is None:
                 script.keys = (spec, line.tokens[1].pos, base_dir or Path("."))
             continue
-        stmt = parse_statement(line.tokens, line)
+        try:
+            stmt = parse_statement(line.tokens, line)
+        except RecursionError:
+            raise ScriptError("nested too deeply", line.pos) from None
         if isinstance(stmt, Include):
             stmt.script = _include(stmt, base_dir or Path("."), _stack + (path,), script)
         statements.append(stmt)
