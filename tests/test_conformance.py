@@ -327,6 +327,8 @@ def test_every_check_has_a_family_and_a_command():
         source = path.read_text(encoding="utf-8")
         module_marks = next((line for line in source.splitlines() if line.startswith("pytestmark")), "")
         assert "mark.family(" in module_marks, path.name
+        names = [n.name for n in ast.parse(source).body if isinstance(n, ast.FunctionDef)]
+        assert len(names) == len(set(names)), f"{path.name}: a function defined twice hides a test"
         for node in ast.parse(source).body:
             if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
                 decorators = " ".join(ast.get_source_segment(source, d) or "" for d in node.decorator_list)
