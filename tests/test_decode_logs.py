@@ -95,6 +95,13 @@ def test_opensc_tool_output():
     assert "..1." not in out
 
 
+def test_scriptor_with_a_script_file_echoes_each_line():
+    """`scriptor FILE` prints the script's own line, then "> ..." and "< ...": one APDU, not two."""
+    out = decode("Using T=1 protocol\n# balance\n80 5C 00 02 04\n> 80 5C 00 02 04 \n"
+                 "< 00 00 27 10 90 00 : Normal processing.\n")
+    assert out.count("GET BALANCE (EP)") == 1 and "balance=00002710 (100.00)" in out
+
+
 def test_pyscard_console_observer():
     out = decode(PYSCARD)
     assert "GET BALANCE (EP)" in out and "6A 83  record not found" in out and "# connecting to" in out

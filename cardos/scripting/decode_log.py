@@ -82,6 +82,7 @@ def decode_log(text: str, out, lang: str = "en", color: bool = False, path: str 
     pending: tuple | None = None  # (pos, command)
     command_open = False  # a cardos trace command whose data continues on indented lines
     response: dict | None = None  # an answer still being read: pos, data, style, sw
+    plain_pending = False  # the pending command came from a bare hex line
     count = 0
 
     def flush(answer: bytes = b""):
@@ -101,9 +102,10 @@ def decode_log(text: str, out, lang: str = "en", color: bool = False, path: str 
                 _start(r["pos"], b"")
             flush(bytes(r["data"]) + r["sw"])
 
-    def _start(pos, command: bytes):
-        nonlocal pending
+    def _start(pos, command: bytes, plain: bool = False):
+        nonlocal pending, plain_pending
         pending = (pos, command)
+        plain_pending = plain
 
     for number, line in enumerate(text.splitlines(), start=1):
         pos = Pos(path, number, 1)
@@ -184,6 +186,8 @@ def decode_log(text: str, out, lang: str = "en", color: bool = False, path: str 
             body = _cardos_cut(m.group(1), m.group(2))
             data = _hex_prefix(body)
             if data is not None:
+                if pending is not None and plain_pending and pending[1] == data:
+                    pending = None  # scriptor echoes each line of its script file before "> ..."
                 flush()
                 _start(pos, data)
                 command_open = bool(m.group(1)) or " | " in m.group(2)
@@ -223,7 +227,7 @@ def decode_log(text: str, out, lang: str = "en", color: bool = False, path: str 
             _start(pos, data[:5])  # a case-2 command with its response pasted behind it
             flush(data[5:])
             continue
-        _start(pos, data)
+        _start(pos, data, plain=True)
     finish_response()
     flush()
     return count
