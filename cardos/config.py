@@ -24,6 +24,9 @@ class CardConfig:
     # Largest balance a purse may hold; a load beyond it is refused at
     # INITIALIZE FOR LOAD with 6985.
     max_balance: int = 0x7FFFFFFF
+    # The KEY file must be the first file created in a DF (reference §1.1,
+    # FMCOS manuals): CREATE of any other file in a DF without one → 6985.
+    key_file_first: bool = True
     # Consecutive purse MAC failures (9302) before the application is
     # permanently blocked (9303). 0 disables the limit.
     purse_mac_failure_limit: int = 3
@@ -48,8 +51,9 @@ class CardConfig:
             raise ValueError('blocked_app_select must be "6283" or "6A81"')
         if self.record_counter not in ("post", "pre"):
             raise ValueError('record_counter must be "post" or "pre"')
-        if not isinstance(self.t0_get_response, bool):
-            raise ValueError("t0_get_response must be true or false")
+        for name in ("t0_get_response", "key_file_first"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false")
         if not isinstance(self.max_balance, int) or not 0 < self.max_balance <= 0xFFFFFFFF:
             raise ValueError("max_balance must be an integer from 1 to 4294967295")
         if not isinstance(self.purse_mac_failure_limit, int) or not 0 <= self.purse_mac_failure_limit <= 15:

@@ -77,3 +77,10 @@ def erased(term) -> Terminal:
     transport_auth(term)
     term.ok("800E000000")
     return term
+
+
+@pytest.fixture
+def workbench(erased) -> Terminal:
+    """An erased MF with a key file (add-key right free): files may be created."""
+    erased.ok("80E0000007 3F 0100 01 F0 FF FF")
+    return erased

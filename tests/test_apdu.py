@@ -104,6 +104,7 @@ def test_extended_length_round_trip():
     challenge = card.security.challenge
     t.ok(b"\x00\x82\x00\x00\x08" + external_auth_cryptogram(b"\xff" * 8, challenge))
     t.ok("800E000000")
+    t.ok("80E0000007 3F 0100 01 F0 FF FF")
     t.ok("80E0000107 28 0400 F0 F0 FF FF")  # a 1 KB binary file
     t.ok("00A40000020001")
     payload = bytes(range(256)) * 2

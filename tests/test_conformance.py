@@ -34,10 +34,7 @@ REFERENCE_COMMANDS = {
 }
 # Checks the emulator fails today (reported; the checks follow the reference and stay strict).
 # When the emulator is fixed, remove the entry: test_the_emulator_passes_in_process says so.
-KNOWN_EMULATOR_DEVIATIONS = {
-    # reference §1.1 [C2]: the KEY file must be the first file created in a DF; cardos accepts an EF first
-    "test_the_key_file_comes_first": "CREATE FILE",
-}
+KNOWN_EMULATOR_DEVIATIONS: dict = {}  # test name -> command, for a deviation we have not fixed yet
 IN_PROCESS_ONLY = {"test_power_cut_during_credit", "test_power_cut_during_debit", "test_power_cut_during_capp_debit",
                    "test_card_block_is_final"}
 

@@ -5,8 +5,8 @@ from .conftest import hx
 
 
 @pytest.fixture
-def files(erased):
-    t = erased
+def files(workbench):
+    t = workbench
     t.ok("80E0000507 28 0010 F0 F0 FF FF")      # binary 16
     t.ok("80E0000607 2A 0304 F0 F0 FF FF")      # fixed 3 × 4
     t.ok("80E0000707 2C 0010 F0 F0 FF FF")      # variable, 16 bytes
@@ -115,6 +115,7 @@ def test_record_file_and_type_errors(files):
 
 
 def test_record_rights(erased):
+    erased.ok("80E0000007 3F 0100 01 F0 FF FF")
     erased.ok("80E0000607 2A 0304 EF EF FF FF")
     erased.ok("00A40000023F00")                              # no longer empty on entry
     assert erased.sw("00E2003004 11111111") == 0x6982

@@ -97,8 +97,18 @@ def create_file(card, cmd: Command):
     card.require(df.create_right)
     fid = (cmd.p1 << 8) | cmd.p2
     if data[0] == TYPE_DF:
+        if fid != MF_FID:
+            _require_key_file(card, df)
         return _create_df(card, df, fid, data)
+    if data[0] != TYPE_KEY:
+        _require_key_file(card, df)
     return _create_ef(card, df, fid, data)
+
+
+def _require_key_file(card, df: DF) -> None:
+    """The KEY file must be the first file created in a DF (reference §1.1)."""
+    if df.key_file is None and card.config.key_file_first:
+        raise CardError(SW.CONDITIONS_NOT_SATISFIED)
 
 
 def erase_df(card, cmd: Command):

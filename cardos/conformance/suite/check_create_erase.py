@@ -120,7 +120,7 @@ def test_erase_removes_everything_below(scratch, card):
     card.expect(select_fid(0x0001, le=None), "6A82", why="EF 0001 after ERASE DF")
     card.expect(read_record(0x02, 1), "6A82", why="EF 0002 after ERASE DF")
     card.ok(select_name(Scratch.NAME), "the DF itself stays")
-    card.ok(create_binary(0x0001, 8), "the erased DF is empty: free access again")
+    card.ok(create_key_file(0x0100, 0x01, 0xEF), "the erased DF is empty: free access again")
 
 
 @pytest.mark.command("ERASE DF")
