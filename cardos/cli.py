@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .ui import finish_parser
 
     add_inspect_parser(sub)  # inspect IMAGE: tree, keys, purses, history
-    add_shell_parser(sub)  # shell: an interactive card shell (docs/shell.md)
+    add_shell_parser(sub)  # shell: an interactive card shell (docs/cli.md)
     finish_parser(parser)  # help layout and examples of every subcommand (cardos/ui.py)
     return parser
 

@@ -12,7 +12,7 @@ a fresh blank card in memory. Commands come from the keyboard (readline
 history in ``~/.cardos_history``, tab completion) or, when stdin is not a
 terminal, from stdin one per line (``#`` comments) — then each command is
 echoed after the prompt, and the exit status is 1 if any command failed.
-See docs/shell.md.
+See docs/cli.md.
 """
 from __future__ import annotations
 
@@ -802,7 +802,7 @@ def add_parser(sub) -> None:
                                    "load, purchase and history (MACs made with the keys of --keys). Every APDU is "
                                    "shown decoded. Readline history (~/.cardos_history) and tab completion on a "
                                    "terminal; otherwise commands are read from stdin, one per line (# comments), "
-                                   "and the exit status is 1 if any failed. See docs/shell.md.")
+                                   "and the exit status is 1 if any failed. See docs/cli.md.")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--card", metavar="IMAGE", help="a card image (changes are saved to it)")
     add_reader_option(where)
