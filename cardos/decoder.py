@@ -189,6 +189,7 @@ COMMANDS: dict = {
                               (("mac", 4), ("tac", 4)), True),
     (0x80, 0x5C): CommandSpec("GET BALANCE", "读余额", None, (("balance", 4),), True),
     (0x80, 0xDC): CommandSpec("UPDATE CAPP DATA CACHE", "更新复合应用数据缓存"),
+    (0x80, 0xE2): CommandSpec("APPEND RECORD", "追加记录"),  # some FMCOS scripts send it with CLA 80
 }
 
 _PURSE_NAMES = {0x01: ("ED", "电子存折"), 0x02: ("EP", "电子钱包")}

@@ -373,3 +373,21 @@ def test_annotation_parser(tmp_path):
                                            {"skip": "needs a real reader"}, {}]
     with pytest.raises(ValueError):
         parse_options("sometimes", "x")
+
+
+def test_every_apdu_the_card_answers_is_documented():
+    """commands.md / purse.md have a table row for every command the dispatcher knows (and the decoder names it)."""
+    from cardos.commands import DISPATCH
+    from cardos.decoder import _spec
+
+    text = (ROOT / "docs" / "commands.md").read_text(encoding="utf-8") + \
+        (ROOT / "docs" / "purse.md").read_text(encoding="utf-8")
+    missing = []
+    for (cla, ins), handler in sorted(DISPATCH.items()):
+        for p1 in (handler if isinstance(handler, dict) else {0: handler}):
+            spec = _spec(cla, ins, p1)
+            if spec is None:
+                missing.append(f"{cla:02X} {ins:02X} {p1:02X}: unknown to cardos/decoder.py")
+            elif f"| {spec.name.split(' (')[0]}" not in text:
+                missing.append(f"{cla:02X} {ins:02X} {p1:02X}: no '| {spec.name}' row in commands.md / purse.md")
+    assert missing == []
