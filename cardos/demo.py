@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from contextlib import contextmanager
 
+from .redact import apdu_hex  # key values never shown (docs/robustness.md)
 from .sample import issue_sample
 from .sw import describe
 
@@ -61,7 +62,7 @@ def run_demo(out=sys.stdout, image=None, reader=None) -> int:
 
         def log(step, apdu, response):
             sw = int.from_bytes(response[-2:], "big")
-            print(f"  {step:38s} > {_hex(apdu)[:44]:44s} < {_hex(response[-2:])} {describe(sw)}", file=out)
+            print(f"  {step:38s} > {apdu_hex(apdu)[:44]:44s} < {_hex(response[-2:])} {describe(sw)}", file=out)
 
         print("personalizing (发卡) through APDUs:", file=out)
         issued = issue_sample(transmit, log=log)

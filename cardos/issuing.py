@@ -18,6 +18,7 @@ from . import image as image_module
 from . import profiles as P
 from .keyset import STANDARD_ROLES, KeySet, KeySetError, load as load_keyset
 from .personalize import IssueError, add_application, issue, script_header, script_text
+from .redact import apdu_hex
 
 
 class _Fail(Exception):
@@ -199,7 +200,7 @@ def _image_card(path: str):
 def _logger(out):
     def log(label, apdu, response):
         sw = response[-2:].hex().upper() if len(response) >= 2 else "----"
-        shown = apdu.hex().upper()
+        shown = apdu_hex(apdu)  # a plain WRITE KEY's key value as * (docs/robustness.md)
         if len(shown) > 48:
             shown = shown[:45] + "..."
         print(f"  {label[:58]:58s} > {shown:48s} < {sw}", file=out)
