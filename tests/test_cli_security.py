@@ -30,7 +30,8 @@ from pathlib import Path
 import pytest
 
 from cardos import Card
-from cardos.keyset import KeySet, load as load_keyset
+from cardos.keyset import KeySet
+from cardos.keyset import load as load_keyset
 from cardos.sample import SampleKeys
 
 ROOT = Path(__file__).resolve().parents[1]
