@@ -50,15 +50,7 @@ from hypothesis import strategies as st
 from cardos import Card, image
 from cardos.apdu import build
 from cardos.commands import DISPATCH
-from cardos.filesystem import (
-    BLOCK_PERMANENT,
-    DF,
-    BinaryEF,
-    KeyFile,
-    PurseEF,
-    RecordEF,
-    walk,
-)
+from cardos.filesystem import BLOCK_PERMANENT, DF, BinaryEF, KeyFile, PurseEF, RecordEF, walk
 from cardos.keyset import load as load_keyset
 from cardos.nvm import Journal
 from cardos.personalize import issue
