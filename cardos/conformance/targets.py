@@ -64,7 +64,7 @@ def image_factory(path: str, workdir: Path):
         try:
             return Card.open(copy)
         except ImageError as exc:
-            raise TargetError(str(exc)) from None
+            raise TargetError(f"{path}: {exc.problem}") from None  # the user's file, not the copy
     factory()  # fail early on a bad image
     return factory
 
