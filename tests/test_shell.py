@@ -108,11 +108,12 @@ def test_amounts():
 def test_through_the_cli_with_a_pipe(image):
     """`cardos shell` as a program: commands on stdin (not a terminal), exit status."""
     proc = subprocess.run(cardos_command("shell", "--card", str(image), "--keys", "test"),
-                          input="balance\nquit\n", capture_output=True, text=True, timeout=60, cwd=ROOT)
+                          input="balance\nquit\n", capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          check=False)
     assert proc.returncode == 0, proc.stderr
     assert "EP balance 0.00" in proc.stdout and "\033[" not in proc.stdout
     proc = subprocess.run(cardos_command("shell", "--card", str(image.parent / "nope.card")),
-                          input="", capture_output=True, text=True, timeout=60, cwd=ROOT)
+                          input="", capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
     assert proc.returncode == 3 and "no such card image" in proc.stderr
 
 
