@@ -49,5 +49,8 @@ def test_demo_through_a_served_card_in_pcscd(vpcd, capsys):
 
 
 def test_demo_with_an_unknown_reader_fails_cleanly(capsys):
+    """Exit 3 with one line: the reader is unknown, or (no pcscd) the readers can't be listed."""
     assert main(["demo", "--reader", "no such reader"]) == 3
-    assert "no such reader" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("cardos: error: ") and err.count("\n") == 1
+    assert "no such reader" in err or "pcscd" in err
