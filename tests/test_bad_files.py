@@ -27,7 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from cardos import Card, ImageError, image
@@ -231,16 +231,44 @@ def _drop(d, path):
     return d
 
 
+def _get(d, path):
+    for k in path:
+        d = d[k]
+    return d
+
+
+def plausible(draw, old):
+    """A value of the same kind as ``old``: hex of another length, a nearby or extreme integer, …"""
+    if isinstance(old, bool):
+        return not old
+    if isinstance(old, int):
+        return draw(st.sampled_from([0, 1, 255, 256, 0xFFFF, 0x10000, 0x7FFFFFFF, 0xFFFFFFFF, old + 1, old - 1])
+                    | st.integers(0, max(0, 2 * old + 2)))
+    if isinstance(old, str):
+        try:
+            n = len(bytes.fromhex(old))
+        except ValueError:
+            return draw(st.text(max_size=8))
+        size = draw(st.sampled_from([n, n, n, n, 0, 1, max(0, n - 1), n + 1, 2 * n + 3]))
+        return draw(st.binary(min_size=size, max_size=size)).hex().upper()
+    if isinstance(old, list) and old:
+        return old + [copy.deepcopy(old[draw(st.integers(0, len(old) - 1))])]
+    return draw(hostile_value)
+
+
 @st.composite
 def hostile_images(draw):
     d = issued_dict()
     for _ in range(draw(st.integers(1, 3))):
-        paths = list(_paths(d))
+        how = draw(st.integers(0, 5))
+        paths = [p for p in _paths(d) if how < 3 or not isinstance(_get(d, p), (dict, list))] or [()]
         path = draw(st.sampled_from(paths))
-        if draw(st.integers(0, 4)) == 0:
+        if how == 0:
             d = _drop(d, path)
-        else:
+        elif how <= 2:
             d = _set(d, path, draw(hostile_value))
+        else:
+            d = _set(d, path, plausible(draw, _get(d, path)))
     return d
 
 
@@ -275,9 +303,11 @@ def test_a_mutated_image_is_refused_or_works(tmp_path_factory, d):
     try:
         card = Card.open(path)
     except ImageError as exc:
+        event("refused")
         assert str(exc).startswith(f"{path}: ")
         assert path.read_text() == text                                 # refused: left alone
         return
+    event("accepted")
     assert path.read_text() == text                                     # opening never writes
     errors = _Errors()
     logging.getLogger("cardos").addHandler(errors)
