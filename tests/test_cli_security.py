@@ -23,7 +23,6 @@ import struct
 import subprocess
 import sys
 import textwrap
-import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -289,10 +288,7 @@ def test_serve_connects_where_told_only_listens_nowhere_and_saves_0600(tmp_path)
         assert vpcd.power_on() == card.atr
         assert vpcd.exchange(bytes.fromhex("00A4040009A0000000038698070100"))[-2:] == b"\x90\x00"
         assert vpcd.exchange(bytes.fromhex("0020000003999999")) == b"\x63\xc2"  # a commit
-        deadline = time.monotonic() + 5
-        while json.loads(image.read_text())["mf"]["children"][-1:] and mode(image) != 0o600:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        assert mode(tmp_path / "ctl.sock") & 0o077 == 0                  # the control socket: owner only
     finally:
         proc.terminate()
         _out, err = proc.communicate(timeout=15)
@@ -304,7 +300,6 @@ def test_serve_connects_where_told_only_listens_nowhere_and_saves_0600(tmp_path)
     assert all(family == "AF_UNIX" for family, _ in binds), f"serve opened a network socket: {binds}"
     assert mode(image) == 0o600                                          # the commit wrote 0600
     assert mode(tmp_path / f".{image.name}.lock") == 0o600
-    assert mode(tmp_path / "ctl.sock") & 0o077 == 0 if (tmp_path / "ctl.sock").exists() else True
 
 
 def test_serve_goes_to_localhost_35963_by_default(tmp_path):
