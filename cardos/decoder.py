@@ -33,8 +33,11 @@ class Field:
     name: str
     value: bytes
     note: str = ""  # a human reading: amount in yuan, BCD date, ...
+    secret: bool = False  # a key value: shown as ``*`` (cardos never prints keys unasked)
 
     def hex(self) -> str:
+        if self.secret:
+            return "*" * (2 * len(self.value))
         return self.value.hex().upper()
 
 
@@ -217,8 +220,8 @@ def _names(spec: CommandSpec | None, cla: int, ins: int, p1: int, p2: int) -> tu
     return en, zh
 
 
-def decode_command(apdu: bytes) -> DecodedCommand:
-    """Name and split a command APDU."""
+def decode_command(apdu: bytes, show_keys: bool = False) -> DecodedCommand:
+    """Name and split a command APDU; the key of a plain WRITE KEY is masked unless ``show_keys``."""
     apdu = bytes(apdu)
     if len(apdu) < 4:
         return DecodedCommand(apdu, "(too short)", "（过短）", apdu, valid=False)
@@ -248,6 +251,9 @@ def decode_command(apdu: bytes) -> DecodedCommand:
         if callable(layout):
             layout = layout(data)
         fields = split(data, layout) if layout else ([Field("data", data)] if data else [])
+        if ins == 0xD4 and cla & 0xF4 == 0x80 and not show_keys:
+            for f in fields:
+                f.secret = f.name == "key"
         if mac:
             fields.append(Field("mac", mac))
     return DecodedCommand(apdu, en, zh, apdu[:4], lc, fields, cmd.le, le_bytes)

@@ -327,3 +327,20 @@ def test_serve_never_listens_even_when_pointed_at_any_address(tmp_path, address)
     _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 3, err
     assert not [a for kind, family, a in audit_lines(err) if kind == "bind" and family != "AF_UNIX"]
+
+
+def test_run_traces_mask_write_key_values_unless_asked(tmp_path, capsys):
+    """`cardos run` shows a plain WRITE KEY's key as * in the trace, JSON and JUnit; --show-keys shows it."""
+    from cardos.cli import main
+
+    script = tmp_path / "wk.apdu"
+    script.write_text("00A40000023F00\n80D401000D 39 F0 F0 AA 33 1122334455667788 => 6982\n")
+    junit = tmp_path / "r.xml"
+    assert main(["run", str(script), "--no-color", "--junit-xml", str(junit)]) == 0
+    out = capsys.readouterr().out
+    assert "1122334455667788" not in out and "****************" in out
+    assert "1122334455667788" not in junit.read_text()
+    assert main(["run", str(script), "--json"]) == 0
+    assert "1122334455667788" not in capsys.readouterr().out
+    assert main(["run", str(script), "--no-color", "--show-keys"]) == 0
+    assert "1122334455667788" in capsys.readouterr().out.replace(" ", "")

@@ -59,7 +59,7 @@ connecting to Virtual PCD 00 00
 
 def decode(text: str) -> str:
     out = io.StringIO()
-    decode_log(text, out)
+    decode_log(text, out, show_keys=True)  # exact round trips, WRITE KEY values included
     return out.getvalue()
 
 
@@ -114,7 +114,8 @@ def test_same_apdus_from_scriptor_and_opensc():
 @pytest.fixture(scope="module")
 def run_outputs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("decode")
-    trace = subprocess.run([*_cardos(), "run", "--no-color", "--keys", "test", "--now", "2026-05-01T09:00:00",
+    # --show-keys: a round trip needs the exact bytes, WRITE KEY values included
+    trace = subprocess.run([*_cardos(), "run", "--no-color", "--show-keys", "--keys", "test", "--now", "2026-05-01T09:00:00",
                             "--json", str(tmp / "run.jsonl"), "apdu_scripts/purse/purchase.apdu"],
                            capture_output=True, text=True, cwd=_root(), check=False)
     assert trace.returncode == 0, trace.stderr

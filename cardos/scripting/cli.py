@@ -31,6 +31,8 @@ def add_parsers(sub) -> None:
                    help="JSON lines (one event per line) to FILE, or instead of the trace on stdout")
     p.add_argument("--junit-xml", metavar="PATH", help="write a JUnit XML report")
     p.add_argument("-q", "--quiet", action="store_true", help="print only failures and the summary")
+    p.add_argument("--show-keys", action="store_true",
+                   help="show the key values of plain WRITE KEY commands in the trace and reports (masked otherwise)")
     p.add_argument("--keep-going", action="store_true",
                    help="after a failed expectation, carry on with the script (default: go to the next script)")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failed script")
@@ -64,6 +66,8 @@ def add_parsers(sub) -> None:
     p.add_argument("file", metavar="FILE", help="log file, or - for stdin")
     p.add_argument("--lang", choices=("en", "zh"), default="en")
     p.add_argument("--no-color", action="store_true")
+    p.add_argument("--show-keys", action="store_true", help="show the key values of plain WRITE KEY commands "
+                   "(masked otherwise)")
     p.set_defaults(func=cmd_decode)
 
 
@@ -92,17 +96,17 @@ def cmd_run(args, out=None, err=None) -> int:
         return exc.code
     json_file = human = json_reporter = None
     if args.json == "-":
-        json_reporter = JsonReporter(out, args.lang)
+        json_reporter = JsonReporter(out, args.lang, show_keys=args.show_keys)
     else:
         human = HumanReporter(out, err, color=use_color(out, False if args.no_color else None), lang=args.lang,
-                              quiet=args.quiet)
+                              quiet=args.quiet, show_keys=args.show_keys)
         if args.json:
             try:
                 json_file = open(args.json, "w", encoding="utf-8")
             except OSError as exc:
                 return _usage(f"--json {args.json}: {exc.strerror}")
-            json_reporter = JsonReporter(json_file, args.lang)
-    junit = JUnitReporter(args.junit_xml, args.lang) if args.junit_xml else None
+            json_reporter = JsonReporter(json_file, args.lang, show_keys=args.show_keys)
+    junit = JUnitReporter(args.junit_xml, args.lang, show_keys=args.show_keys) if args.junit_xml else None
     try:
         return _run(args, now, Reporters(human, json_reporter, junit), json_reporter, junit, err)
     except BrokenPipeError:  # `cardos run ... | head`
@@ -248,5 +252,6 @@ def cmd_decode(args, out=None, err=None) -> int:
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return _usage(f"{args.file}: cannot read: {exc}")
-    decode_log(text, out, lang=args.lang, color=use_color(out, False if args.no_color else None))
+    decode_log(text, out, lang=args.lang, color=use_color(out, False if args.no_color else None),
+               show_keys=args.show_keys)
     return EXIT_OK

@@ -70,7 +70,8 @@ def _opensc_dump(line: str) -> bytes | None:
     return bytes.fromhex(m.group(1).replace(" ", ""))
 
 
-def decode_log(text: str, out, lang: str = "en", color: bool = False, path: str = "log") -> int:
+def decode_log(text: str, out, lang: str = "en", color: bool = False, path: str = "log",
+               show_keys: bool = False) -> int:
     """Print every APDU found in ``text`` decoded; returns how many.
 
     Understands scriptor (responses wrapped at 16 bytes), opensc-tool (``Sending:`` /
@@ -78,7 +79,7 @@ def decode_log(text: str, out, lang: str = "en", color: bool = False, path: str 
     cardos traces (``cardos run``, ``cardos shell``), ``cardos run --json`` lines, and
     plain or pasted hex.
     """
-    reporter = HumanReporter(out, out, color=color, lang=lang, summary=False)
+    reporter = HumanReporter(out, out, color=color, lang=lang, summary=False, show_keys=show_keys)
     pending: tuple | None = None  # (pos, command)
     command_open = False  # a cardos trace command whose data continues on indented lines
     response: dict | None = None  # an answer still being read: pos, data, style, sw

@@ -19,6 +19,7 @@ from ..decoder import (
     describe_sw,
     hex_spaced,
 )
+from ..redact import apdu_hex
 from ..ui import Style as _Style  # colour shared by every cardos command (cardos/ui.py)
 from ..ui import use_color  # noqa: F401  (re-exported: cardos.scripting.report.use_color)
 
@@ -68,7 +69,8 @@ class HumanReporter:
     """The decoded trace (scriptor-like ``>``/``<`` lines, fields split, SW meanings, timing)."""
 
     def __init__(self, out=sys.stdout, err=sys.stderr, color: bool = False, lang: str = "en", quiet: bool = False,
-                 summary: bool = True):
+                 summary: bool = True, show_keys: bool = False):
+        self.show_keys = show_keys
         self.out = out
         self.err = err
         self.s = _Style(color)
@@ -100,7 +102,7 @@ class HumanReporter:
         if self.quiet:
             return
         if ev.command:
-            dc = decode_command(ev.command)
+            dc = decode_command(ev.command, self.show_keys)
             self._head(ev.pos, ev.title or dc.title(self.lang))
             note = f"  {self.s('2', '(' + ev.note + ')')}" if ev.note else ""
             name = f"  {self.s('2', dc.title(self.lang))}" if ev.note or ev.title else ""
@@ -174,9 +176,10 @@ class HumanReporter:
 class JsonReporter:
     """One JSON object per line: script, exchange, check, message, error, end, summary events."""
 
-    def __init__(self, out, lang: str = "en"):
+    def __init__(self, out, lang: str = "en", show_keys: bool = False):
         self.out = out
         self.lang = lang
+        self.show_keys = show_keys
         self.script = None
 
     def _emit(self, event: str, **fields) -> None:
@@ -191,9 +194,10 @@ class JsonReporter:
         self._emit("script", file=path)
 
     def exchange(self, ev) -> None:
-        dc = decode_command(ev.command)
+        dc = decode_command(ev.command, self.show_keys)
         fields = decode_response(ev.original or ev.command, ev.data)
-        self._emit("exchange", file=ev.pos.file, line=ev.pos.line, command=ev.command.hex().upper(),
+        self._emit("exchange", file=ev.pos.file, line=ev.pos.line,
+                   command=ev.command.hex().upper() if self.show_keys else apdu_hex(ev.command),
                    name=dc.title(self.lang), command_fields={f.name: f.hex() for f in dc.fields},
                    response=ev.response.hex().upper(), data=ev.data.hex().upper(), sw=f"{ev.sw:04X}",
                    meaning=describe_sw(ev.sw, self.lang),
@@ -225,9 +229,10 @@ class JsonReporter:
 class JUnitReporter:
     """JUnit XML: one ``testsuite`` per script, one ``testcase`` per checked line; the trace in system-out."""
 
-    def __init__(self, path, lang: str = "en"):
+    def __init__(self, path, lang: str = "en", show_keys: bool = False):
         self.path = Path(path)
         self.lang = lang
+        self.show_keys = show_keys
         self.suites: list = []
         self._trace = None
         self._titles: dict = {}
@@ -245,7 +250,7 @@ class JUnitReporter:
         self._trace.exchange(ev)
         key = (ev.pos.file, ev.pos.line)
         if key not in self._titles:
-            dc = decode_command(ev.command)
+            dc = decode_command(ev.command, self.show_keys)
             self._titles[key] = ev.title or dc.title(self.lang)
 
     def check(self, ev) -> None:

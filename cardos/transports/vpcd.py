@@ -26,6 +26,7 @@ import socket
 import struct
 import threading
 
+from ..redact import apdu_hex
 from .diagnose import VpcdError, await_activation, busy_message, explain_connect_error
 
 log = logging.getLogger(__name__)
@@ -359,7 +360,7 @@ class Slot:
                 response = card.transmit(view[:length])
                 self.apdus += 1
                 if debug:
-                    log.debug("%s: > %s < %s", self.label, bytes(view[:length]).hex().upper(), response.hex().upper())
+                    log.debug("%s: > %s < %s", self.label, apdu_hex(bytes(view[:length])), response.hex().upper())
                 if self._tear:
                     self._tear = False
                     raise _Torn()
