@@ -22,7 +22,6 @@ half a second to show.
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import signal
@@ -35,17 +34,13 @@ from pathlib import Path
 
 import pytest
 
-from cardos.transports.diagnose import pcscd_running, pcscd_socket_path, vpcd_config
+from cardos.transports.diagnose import pcscd_running, vpcd_config
+from cardos.transports.pcscd import (FIRST_PORT, LOCK_PATH, PcscWatcher, lock_vpcd_slots, log_tail,  # noqa: F401
+                                     reader_name, start_pcscd, stop_pcscd)
 from cardos.transports.vpcd import Slot, VpcdServer
 
 ROOT = Path(__file__).resolve().parents[1]
-FIRST_PORT = 35963
-PCSCD_COMMAND = ["pcscd", "--foreground", *os.environ.get("CARDOS_PCSCD_ARGS", "").split()]  # e.g. -d
-
-
-def reader_name(port: int) -> str:
-    """The pcscd reader of a vpcd slot port (Debian's configuration)."""
-    return f"Virtual PCD 00 {port - FIRST_PORT:02d}"
+LOCK_WAIT = 600.0
 
 
 def _unavailable(reason: str):
@@ -55,14 +50,13 @@ def _unavailable(reason: str):
 
 
 class Pcscd:
-    """A running pcscd; ``owned`` if this test session started it."""
+    """A running pcscd; ``owned`` if this test session started it (then stopped by PID)."""
 
     def __init__(self, proc: subprocess.Popen | None, log_path: Path | None):
         self.proc = proc
         self.log_path = log_path
-        from smartcard import scard
-        self.scard = scard
-        self._context = None
+        self.watch = PcscWatcher()
+        self.readers = self.watch.readers
 
     @property
     def owned(self) -> bool:
@@ -72,39 +66,15 @@ class Pcscd:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
-    # -- start / stop (only our own pcscd, by PID) --------------------------------
     @classmethod
     def start(cls, log_path: Path) -> Pcscd:
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(PCSCD_COMMAND, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        self = cls(proc, log_path)
-        self._wait_up(10.0)
-        return self
-
-    def _wait_up(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not pcscd_running():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"pcscd exited with {self.proc.returncode}: {self.log_tail()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"pcscd socket {pcscd_socket_path()} did not appear: {self.log_tail()}")
-            time.sleep(0.01)
-        while not any(r.startswith("Virtual PCD") for r in self.readers()):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"pcscd lists no vpcd reader: {self.log_tail()}")
-            time.sleep(0.02)
+        daemon = cls(None, log_path)
+        daemon.proc = start_pcscd(log_path, daemon.watch)
+        return daemon
 
     def stop(self) -> None:
-        self._release()
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.kill(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
+        self.watch.release()
+        stop_pcscd(self.proc)
 
     def restart(self) -> None:
         """Stop our pcscd and start a new one (the vpcd ports go away and come back)."""
@@ -114,92 +84,25 @@ class Pcscd:
         deadline = time.monotonic() + 5
         while pcscd_running() and time.monotonic() < deadline:
             time.sleep(0.01)
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(PCSCD_COMMAND, stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-        self._wait_up(10.0)
+        self.proc = start_pcscd(self.log_path, self.watch)
 
     def log_tail(self) -> str:
-        try:
-            return Path(self.log_path).read_text(errors="replace")[-800:].replace("\n", " | ")
-        except (OSError, TypeError):
-            return ""
-
-    # -- PC/SC state ------------------------------------------------------------
-    def _ctx(self):
-        if self._context is None:
-            hresult, ctx = self.scard.SCardEstablishContext(self.scard.SCARD_SCOPE_USER)
-            if hresult != self.scard.SCARD_S_SUCCESS:
-                raise RuntimeError(f"SCardEstablishContext: {self.scard.SCardGetErrorMessage(hresult)}")
-            self._context = ctx
-        return self._context
-
-    def _release(self) -> None:
-        if self._context is not None:
-            self.scard.SCardReleaseContext(self._context)
-            self._context = None
-
-    def readers(self) -> list[str]:
-        try:
-            hresult, readers = self.scard.SCardListReaders(self._ctx(), [])
-        except RuntimeError:
-            return []
-        if hresult != self.scard.SCARD_S_SUCCESS:
-            self._release()
-            return []
-        return list(readers)
+        return log_tail(self.log_path)
 
     def wait_card(self, reader: str, present: bool = True, timeout: float = 5.0) -> None:
         """Block until pcscd reports the card in ``reader`` present (or gone)."""
-        s = self.scard
-        deadline = time.monotonic() + timeout
-        state = s.SCARD_STATE_UNAWARE
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"pcscd did not report the card in {reader!r} "
-                                     f"{'present' if present else 'removed'} within {timeout} s")
-            hresult, states = s.SCardGetStatusChange(self._ctx(), int(remaining * 1000) + 1, [(reader, state)])
-            if hresult == s.SCARD_E_TIMEOUT:
-                continue
-            if hresult != s.SCARD_S_SUCCESS:  # e.g. pcscd restarted: a new context
-                self._release()
-                time.sleep(0.02)
-                state = s.SCARD_STATE_UNAWARE
-                continue
-            event = states[0][1]
-            if self._matches(event, present):
-                return
-            if event & s.SCARD_STATE_UNKNOWN:  # reader not there (yet)
-                time.sleep(0.02)
-                state = s.SCARD_STATE_UNAWARE
-                continue
-            state = event & ~s.SCARD_STATE_CHANGED
-
-    def _matches(self, event: int, present: bool) -> bool:
-        s = self.scard
-        if present:
-            return bool(event & s.SCARD_STATE_PRESENT) and not event & s.SCARD_STATE_MUTE
-        return bool(event & s.SCARD_STATE_EMPTY)
-
-
-LOCK_PATH = os.environ.get("CARDOS_PCSC_LOCK", "/tmp/cardos-pcsc-tests.lock")
-LOCK_WAIT = 600.0
+        try:
+            self.watch.wait_card(reader, present, timeout)
+        except TimeoutError as exc:
+            raise AssertionError(str(exc)) from None
 
 
 def _lock_stack() -> int:
     """The vpcd ports are machine-wide: test sessions on one machine take turns."""
-    fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o666)
-    deadline = time.monotonic() + LOCK_WAIT
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                os.close(fd)
-                _unavailable(f"another test session held {LOCK_PATH} for {LOCK_WAIT:.0f} s")
-            time.sleep(0.1)
+    fd = lock_vpcd_slots(LOCK_WAIT)
+    if fd is None:
+        _unavailable(f"another test session held {LOCK_PATH} for {LOCK_WAIT:.0f} s")
+    return fd
 
 
 @pytest.fixture(scope="session")
@@ -219,10 +122,10 @@ def pcscd(tmp_path_factory):
 def _pcscd(tmp_path_factory):
     if pcscd_running():
         daemon = Pcscd(None, None)
-        if not any(r.startswith("Virtual PCD") for r in daemon.readers()):
+        if not daemon.watch.vpcd_listed():
             _unavailable("a pcscd runs without the vpcd driver (restart it after installing vsmartcard-vpcd)")
         yield daemon
-        daemon._release()
+        daemon.watch.release()
         return
     if shutil.which("pcscd") is None and not Path("/usr/sbin/pcscd").exists():
         _unavailable("pcscd is not installed (run ./dev.sh setup)")

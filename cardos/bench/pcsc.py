@@ -17,7 +17,6 @@ uses a pcscd that already runs, or starts one (root) and stops it by PID.
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import subprocess
@@ -27,37 +26,31 @@ import threading
 import time
 from pathlib import Path
 
-from ..transports.diagnose import pcscd_running, pcscd_socket_path, vpcd_config
+from ..transports.diagnose import pcscd_running, vpcd_config
+from ..transports.pcscd import (FIRST_PORT, LOCK_PATH, PcscWatcher, lock_vpcd_slots, reader_name, start_pcscd,
+                               stop_pcscd)
 from .stats import sample, summary
 from .workload import OPS, SELECT_MF, TRANSACTIONS, Terminal, check, make_card
 
-FIRST_PORT = 35963
 BLOCK = 25     # APDUs per alternating block
 TX_BLOCK = 10  # transactions per alternating block
-LOCK_PATH = os.environ.get("CARDOS_PCSC_LOCK", "/tmp/cardos-pcsc-tests.lock")
 
 
 class StackUnavailable(Exception):
     """No usable pcscd + vpcd (the message says why)."""
 
 
-def reader_name(port: int) -> str:
-    return f"Virtual PCD 00 {port - FIRST_PORT:02d}"
-
-
 class Stack:
     """pcscd with the vpcd driver for the duration of the benchmark."""
 
     def __init__(self, say=print, lock_wait: float = 600.0, log_dir: str | None = None):
-        from smartcard import scard
-
-        self.scard = scard
+        self.watch = PcscWatcher()
+        self.readers = self.watch.readers
         self.say = say
         self.lock_wait = lock_wait
         self.log_dir = log_dir or tempfile.gettempdir()
         self.proc: subprocess.Popen | None = None
         self._lock_fd = -1
-        self._ctx = None
 
     # -- lifetime ---------------------------------------------------------------------
     def __enter__(self) -> Stack:
@@ -70,14 +63,8 @@ class Stack:
         return self
 
     def __exit__(self, *exc) -> None:
-        self._release_ctx()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()  # our own pcscd, by PID
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        self.watch.release()
+        stop_pcscd(self.proc)  # our own pcscd, by PID
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1
@@ -87,26 +74,17 @@ class Stack:
         return self.proc is not None
 
     def _lock(self) -> None:
-        fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o666)
-        deadline = time.monotonic() + self.lock_wait
-        told = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                self._lock_fd = fd
-                return
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    os.close(fd)
-                    raise StackUnavailable(f"{LOCK_PATH} held by another PC/SC user for {self.lock_wait:.0f} s")
-                if not told:
-                    self.say(f"pcsc: waiting for {LOCK_PATH} (a test session or another benchmark uses the vpcd slots)")
-                    told = True
-                time.sleep(0.2)
+        def waiting():
+            self.say(f"pcsc: waiting for {LOCK_PATH} (a test session or another benchmark uses the vpcd slots)")
+
+        fd = lock_vpcd_slots(self.lock_wait, waiting)
+        if fd is None:
+            raise StackUnavailable(f"{LOCK_PATH} held by another PC/SC user for {self.lock_wait:.0f} s")
+        self._lock_fd = fd
 
     def _ensure_pcscd(self) -> None:
         if pcscd_running():
-            if not any(r.startswith("Virtual PCD") for r in self.readers()):
+            if not self.watch.vpcd_listed():
                 raise StackUnavailable("a pcscd runs without the vpcd driver (restart it after installing "
                                        "vsmartcard-vpcd)")
             self.say("pcsc: using the pcscd that is already running")
@@ -117,70 +95,17 @@ class Stack:
             raise StackUnavailable("the vpcd driver is not installed (./dev.sh setup)")
         if os.geteuid() != 0:
             raise StackUnavailable("no pcscd running, and starting one needs root")
-        log_path = os.path.join(self.log_dir, "cardos-bench-pcscd.log")
-        with open(log_path, "ab") as log:
-            pcscd = shutil.which("pcscd") or "/usr/sbin/pcscd"
-            self.proc = subprocess.Popen([pcscd, "--foreground"], stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 10
-        while not pcscd_running() or not any(r.startswith("Virtual PCD") for r in self.readers()):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise StackUnavailable(f"pcscd did not come up with vpcd readers ({pcscd_socket_path()}, "
-                                       f"log {log_path})")
-            time.sleep(0.02)
+        try:
+            self.proc = start_pcscd(os.path.join(self.log_dir, "cardos-bench-pcscd.log"), self.watch)
+        except RuntimeError as exc:
+            raise StackUnavailable(str(exc)) from None
         self.say(f"pcsc: started pcscd (pid {self.proc.pid})")
 
-    # -- PC/SC state ----------------------------------------------------------------------
-    def _context(self):
-        if self._ctx is None:
-            hresult, ctx = self.scard.SCardEstablishContext(self.scard.SCARD_SCOPE_USER)
-            if hresult != self.scard.SCARD_S_SUCCESS:
-                raise StackUnavailable(f"SCardEstablishContext: {self.scard.SCardGetErrorMessage(hresult)}")
-            self._ctx = ctx
-        return self._ctx
-
-    def _release_ctx(self) -> None:
-        if self._ctx is not None:
-            self.scard.SCardReleaseContext(self._ctx)
-            self._ctx = None
-
-    def readers(self) -> list[str]:
-        try:
-            hresult, readers = self.scard.SCardListReaders(self._context(), [])
-        except StackUnavailable:
-            return []
-        if hresult != self.scard.SCARD_S_SUCCESS:
-            self._release_ctx()
-            return []
-        return list(readers)
-
     def wait_card(self, reader: str, present: bool = True, timeout: float = 10.0) -> None:
-        s = self.scard
-        deadline = time.monotonic() + timeout
-        state = s.SCARD_STATE_UNAWARE
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise RuntimeError(f"pcscd did not report a card {'in' if present else 'out of'} {reader!r} "
-                                   f"within {timeout} s")
-            hresult, states = s.SCardGetStatusChange(self._context(), int(remaining * 1000) + 1, [(reader, state)])
-            if hresult == s.SCARD_E_TIMEOUT:
-                continue
-            if hresult != s.SCARD_S_SUCCESS:
-                self._release_ctx()
-                time.sleep(0.02)
-                state = s.SCARD_STATE_UNAWARE
-                continue
-            event = states[0][1]
-            if present and event & s.SCARD_STATE_PRESENT and not event & s.SCARD_STATE_MUTE:
-                return
-            if not present and event & s.SCARD_STATE_EMPTY:
-                return
-            if event & s.SCARD_STATE_UNKNOWN:
-                time.sleep(0.02)
-                state = s.SCARD_STATE_UNAWARE
-                continue
-            state = event & ~s.SCARD_STATE_CHANGED
+        try:
+            self.watch.wait_card(reader, present, timeout)
+        except TimeoutError as exc:
+            raise RuntimeError(str(exc)) from None
 
 
 class Connection:
