@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 from .config import CardConfig
+from .jsonfile import JsonFileProblem, read_json
 from .filesystem import (DF, BLOCK_PERMANENT, MAX_DF_LEVELS, MF_FID, PROTECT_ENCRYPT, PROTECT_MAC, RECORD_TYPES,
                          TYPE_BINARY, TYPE_CYCLIC, TYPE_DF, TYPE_KEY, TYPE_PURSE, TYPE_VARIABLE, BinaryEF, KeyFile,
                          PurseEF, RecordEF, attach)
@@ -274,25 +275,11 @@ def card_state_from_dict(d: dict):
 
 
 def read_image(path) -> dict:
-    path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ImageError(path, "no such card image (create one with `cardos new PATH`)") from None
-    except UnicodeDecodeError:
-        raise ImageError(path, "not a text file (a card image is JSON)") from None
-    except OSError as exc:
-        raise ImageError(path, f"cannot read: {exc.strerror}") from None
-    if not text.strip():
-        raise ImageError(path, "empty file (truncated image?)")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ImageError(path, f"corrupt or truncated image: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    except RecursionError:
-        raise ImageError(path, "nested too deeply (not a card image)") from None
-    except ValueError as exc:  # e.g. an integer of thousands of digits
-        raise ImageError(path, f"not a card image: {exc}") from None
+        return read_json(path, "card image", "no such card image (create one with `cardos new PATH`)",
+                         invalid="corrupt or truncated image", empty="empty file (truncated image?)")
+    except JsonFileProblem as exc:
+        raise ImageError(path, exc.problem) from None
 
 
 class ImageStore:

@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .crypto import DES, SM4, Algorithm
+from .jsonfile import JsonFileProblem, read_json
 
 FORMAT = "cardos-keyset"
 VERSION = 1
@@ -261,21 +262,9 @@ def load(path_or_name) -> KeySet:
     if not path.exists() and isinstance(path_or_name, str) and path_or_name in shipped():
         path = SHIPPED_DIR / f"{path_or_name}.json"
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise KeySetError(path, "", "no such key set (make one with `cardos keys new FILE`)") from None
-    except UnicodeDecodeError:
-        raise KeySetError(path, "", "not a text file (a key set is JSON)") from None
-    except OSError as exc:
-        raise KeySetError(path, "", f"cannot read: {exc.strerror}") from None
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise KeySetError(path, "", f"not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    except RecursionError:
-        raise KeySetError(path, "", "nested too deeply (not a key set)") from None
-    except ValueError as exc:  # e.g. an integer of thousands of digits
-        raise KeySetError(path, "", f"not a key set: {exc}") from None
+        raw = read_json(path, "key set", "no such key set (make one with `cardos keys new FILE`)")
+    except JsonFileProblem as exc:
+        raise KeySetError(path, "", exc.problem) from None
     keyset = KeySet.from_dict(raw, path)
     if not keyset.test and os.name == "posix":
         mode = stat.S_IMODE(path.stat().st_mode)

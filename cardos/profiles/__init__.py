@@ -22,6 +22,7 @@ from datetime import date
 from pathlib import Path
 
 from ..filesystem import DF_HEADER, FILE_HEADER, MF_DEFAULT_NAME, MF_FID, PURSE_BODY
+from ..jsonfile import JsonFileProblem, read_json
 from ..keys import COUNTED_TYPES, KEY_RECORD_OVERHEAD, KeyType
 
 FORMAT = "cardos-profile"
@@ -1125,21 +1126,9 @@ def load(name_or_path) -> Profile:
     if not path.exists() and isinstance(name_or_path, str) and name_or_path in shipped():
         path = SHIPPED_DIR / f"{name_or_path}.json"
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ProfileError(path, "", f"no such profile file (shipped profiles: {', '.join(shipped())})") from None
-    except UnicodeDecodeError:
-        raise ProfileError(path, "", "not a text file (a profile is JSON)") from None
-    except OSError as exc:
-        raise ProfileError(path, "", f"cannot read: {exc.strerror}") from None
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ProfileError(path, "", f"not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    except RecursionError:
-        raise ProfileError(path, "", "nested too deeply (not a profile)") from None
-    except ValueError as exc:  # e.g. an integer of thousands of digits
-        raise ProfileError(path, "", f"not a profile: {exc}") from None
+        raw = read_json(path, "profile", f"no such profile file (shipped profiles: {', '.join(shipped())})")
+    except JsonFileProblem as exc:
+        raise ProfileError(path, "", exc.problem) from None
     return from_dict(raw, str(path))
 
 
