@@ -1,11 +1,13 @@
 """The ``cardos`` command line.
 
-Each subcommand lives in a ``_cmd_*`` function registered in :func:`build_parser`.
+Each subcommand's handler is a ``_cmd_*`` function or a lazily imported ``run`` (:func:`_lazy`),
+registered in :func:`build_parser`.
 Errors are one line naming the file and the problem, exit code 2.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from . import __version__
@@ -27,46 +29,12 @@ def _cmd_demo(args) -> int:
     return run_demo(out=sys.stdout, image=args.image, reader=args.reader)
 
 
-def _cmd_serve(args) -> int:
-    from .transports.serve import run
-
-    return run(args)
-
-
-def _cmd_settle(args) -> int:
-    from .terminal.settle import run
-
-    return run(args)
-
-
-def _cmd_keys(args) -> int:
-    from .issuing import run_keys
-
-    return run_keys(args)
-
-
-def _cmd_issue(args) -> int:
-    from .issuing import run_issue
-
-    return run_issue(args)
-
-
-def _cmd_profiles(args) -> int:
-    from .issuing import run_profiles
-
-    return run_profiles(args)
-
-
-def _cmd_conformance(args) -> int:
-    from .conformance.runner import run
-
-    return run(args)
-
-
-def _cmd_bench(args) -> int:
-    from .bench import run
-
-    return run(args)
+def _lazy(module: str, name: str = "run"):
+    """The handler ``module.name(args)``, imported only when its subcommand runs
+    (``cardos --help`` and light subcommands don't load pyscard, the bench, ...)."""
+    def handler(args) -> int:
+        return getattr(importlib.import_module(module, __package__), name)(args)
+    return handler
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Connect to the vpcd driver of a running pcscd as the card in a "
                        "reader slot (default localhost:35963), until SIGTERM/SIGINT. See docs/pcsc.md.")
     add_serve_arguments(p)
-    p.set_defaults(func=_cmd_serve)
+    p.set_defaults(func=_lazy(".transports.serve"))
 
     from .terminal.settle import add_arguments as add_settle_arguments
 
@@ -108,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "issuer's TAC master key; report forged, altered, unreadable and replayed records. "
                        "Exit 0 when all are accepted, 1 when any is rejected. See docs/purse.md.")
     add_settle_arguments(p)
-    p.set_defaults(func=_cmd_settle)
+    p.set_defaults(func=_lazy(".terminal.settle"))
 
     from .issuing import add_issue_arguments, add_keys_arguments, add_profiles_arguments
 
@@ -116,20 +84,20 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Issuer key sets (master keys the card keys are diversified from). "
                        "See docs/keysets.md.")
     add_keys_arguments(p)
-    p.set_defaults(func=_cmd_keys)
+    p.set_defaults(func=_lazy(".issuing", "run_keys"))
 
     p = sub.add_parser("issue", help="personalize a card from a profile and a key set (发卡)",
                        description="Issue a blank card with a card profile (--profile), or add an application "
                        "profile to an issued card (--add-app), through APDUs: an emulated card (--out / --card) "
                        "or a card in a PC/SC reader (--reader). See docs/profiles.md.")
     add_issue_arguments(p)
-    p.set_defaults(func=_cmd_issue)
+    p.set_defaults(func=_lazy(".issuing", "run_issue"))
 
     p = sub.add_parser("profiles", help="list the shipped issuance profiles, or check and describe one",
                        description="Without an argument, list the shipped profiles; with one, validate it "
                        "(exit 2 naming the file, field and reason when it is bad) and describe it.")
     add_profiles_arguments(p)
-    p.set_defaults(func=_cmd_profiles)
+    p.set_defaults(func=_lazy(".issuing", "run_profiles"))
 
     from .conformance.runner import add_arguments as add_conformance_arguments
 
@@ -138,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "emulated card, the emulator behind pcscd (--vpcd) or a card in a PC/SC reader, and print "
                        "a per-command pass/fail table. See docs/conformance.md.")
     add_conformance_arguments(p)
-    p.set_defaults(func=_cmd_conformance)
+    p.set_defaults(func=_lazy(".conformance.runner"))
 
     from .bench import add_arguments as add_bench_arguments
 
@@ -146,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="In-process, through a real pcscd + vpcd, and at scale; prints a table with "
                        "targets (pass/miss) and writes JSON with --json. See docs/performance.md.")
     add_bench_arguments(p)
-    p.set_defaults(func=_cmd_bench)
+    p.set_defaults(func=_lazy(".bench"))
 
     from .scripting.cli import add_parsers as add_script_parsers
 
