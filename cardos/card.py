@@ -17,7 +17,9 @@ from .config import CardConfig
 from .filesystem import DF, MF_DEFAULT_NAME, MF_FID, KeyFile, attach
 from .keys import Key, KeyType
 from .nvm import Journal, PowerCut
+from .redact import apdu_hex
 from .security import SecurityState
+from .store import ImageStore, NotDurable
 from .sw import SW, bytes_available, exact_length
 
 log = logging.getLogger(__name__)
@@ -66,7 +68,7 @@ class Card:
     """An emulated CJ/T 304-style (FMCOS 2.0 family) city card."""
 
     def __init__(self, mf: DF, *, config: CardConfig | None = None, atr: bytes = DEFAULT_ATR,
-                 card_blocked: bool = False, store: image.ImageStore | None = None):
+                 card_blocked: bool = False, store: ImageStore | None = None):
         self.mf = mf
         self.config = config or CardConfig()
         self.atr = atr
@@ -74,6 +76,7 @@ class Card:
         self.journal = Journal()
         self.security = SecurityState()
         self._store = store
+        self.autosave = True
         self._random = secrets.token_bytes
         self.powered = False
         self.last_write_points = 0
@@ -86,22 +89,44 @@ class Card:
         return cls(blank_mf(), config=config)
 
     @classmethod
-    def open(cls, path, durable: bool = False) -> "Card":
-        """A card backed by the image at ``path``; every state change is saved to it."""
-        raw = image.read_image(path)
-        try:
-            atr, config, blocked, mf = image.card_state_from_dict(raw)
-        except (ValueError, TypeError, KeyError) as exc:
-            raise image.ImageError(path, str(exc)) from None
-        return cls(mf, config=config, atr=atr, card_blocked=blocked,
-                   store=image.ImageStore(path, durable))
+    def open(cls, path, durable: bool = False, autosave: bool = True) -> "Card":
+        """A card backed by the image at ``path``; every state change is saved to it.
+
+        The image is locked for this card until :meth:`close` (or the card is
+        garbage-collected, or the process ends): another opener, in this
+        process or any other, gets :class:`cardos.store.ImageBusy`. With
+        ``autosave=False`` changes stay in memory until :meth:`save` (all or
+        nothing, as ``cardos issue --card`` needs), the image locked meanwhile.
+        """
+        store, (atr, config, blocked, mf) = ImageStore.open(path, durable, image.load_card_state)
+        card = cls(mf, config=config, atr=atr, card_blocked=blocked, store=store)
+        card.autosave = autosave
+        return card
 
     def save_as(self, path, durable: bool = False) -> "Card":
-        """Write this card to a new image file and keep saving every change there."""
-        store = image.ImageStore(path, durable)
-        store.create(image.dumps(self))
+        """Write this card to a new image file (locked, as by :meth:`open`) and keep saving every change there."""
+        store = ImageStore.create(path, image.dumps(self), durable)
+        if self._store is not None:
+            self._store.close()
         self._store = store
         return self
+
+    def save(self) -> None:
+        """Write the card's state to its image now (raises :class:`OSError` when it cannot)."""
+        if self._store is None:
+            raise ValueError("this card has no image: use save_as(path)")
+        self._store.write(image.dumps(self))
+
+    def close(self) -> None:
+        """Stop saving to the image and release its lock (an in-memory card is unaffected)."""
+        if self._store is not None:
+            self._store.close()
+
+    def __enter__(self) -> "Card":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     @property
     def path(self) -> Path | None:
@@ -173,36 +198,59 @@ class Card:
             self.power_on()
         journal = self.journal
         journal.begin()
+        security = self.security
+        before = (security.mf_level, security.df_level, self.current_df, self.current_ef, self.current_record,
+                  self.free_access)
         try:
             data, sw = self._execute(apdu)
-            if journal.dirty:
+            if journal.dirty or journal.forced:
                 self._commit()
         except PowerCut:
             journal.rollback()
             self.last_write_points = journal.writes
             self.power_off()
             return b""
-        except OSError:  # the image could not be saved: the EEPROM write failed
+        except NotDurable as exc:  # the new image is in place: keep it, but do not claim success
+            journal.forget()
+            self._fail_closed(before)
+            log.warning("command %s: %s; answering 6581 (GET TRANSACTION PROOF finds a purse transaction)",
+                        apdu_hex(apdu), exc.strerror)
+            data, sw = b"", SW.EEPROM_FAILURE
+        except OSError as exc:  # the image could not be saved: the EEPROM write failed
             journal.rollback()
-            log.exception("command %s: image write failed; state rolled back", apdu.hex())
+            journal.keep_unsaved()
+            self._fail_closed(before)
+            log.error("command %s: the card image could not be saved (%s); state rolled back",
+                      apdu_hex(apdu), exc.strerror or exc)
             data, sw = b"", SW.EEPROM_FAILURE
         except Exception:
             journal.rollback()
-            log.exception("command %s failed; state rolled back", apdu.hex())
+            journal.keep_unsaved()
+            self._fail_closed(before)
+            log.exception("command %s failed; state rolled back", apdu_hex(apdu))
             data, sw = b"", SW.INVALID_DATA
         finally:
             journal.disarm()
         self.last_write_points = journal.writes
         return data + _sw_bytes(sw) if data else _sw_bytes(sw)
 
+    def _fail_closed(self, before) -> None:
+        """A command that did not complete raises nothing: security registers, selection and
+        the empty-DF rule as before it; it opens no purse session and leaves no response."""
+        security = self.security
+        (security.mf_level, security.df_level, self.current_df, self.current_ef, self.current_record,
+         self.free_access) = before
+        self.session = None
+        self._pending = b""
+
     def _commit(self) -> None:
         journal = self.journal
-        if self._store is not None:
+        if self._store is not None and self.autosave:
             self._store.write(image.dumps(self), journal.tick)
         else:
             journal.tick()
         journal.forget()
-        journal.tick()  # committed, but the response has not left the card yet
+        journal.tick_committed()  # committed, but the response has not left the card yet
 
     def _execute(self, apdu: bytes):
         try:

@@ -8,15 +8,13 @@ Format (version 1)::
 Hex strings are upper case; numbers are plain JSON integers. A file that is
 not valid JSON, has another format tag or version, or a malformed tree is
 refused with :class:`ImageError` naming the file and the problem, and is
-never written to. Saving writes a temporary file beside the image and
-renames it over the old one, so a crash at any moment leaves either the old
-or the new image, never a mixture.
+never written to. Saving (:mod:`cardos.store`) writes a temporary file beside
+the image and renames it over the old one, so a crash at any moment leaves
+either the old or the new image, never a mixture.
 """
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 from .config import CardConfig
 from .jsonfile import JsonFileProblem, read_json
@@ -27,7 +25,6 @@ from .keys import KNOWN_TYPES, Key, KeyType
 
 FORMAT = "cardos-card-image"
 VERSION = 1
-FILE_MODE = 0o600
 
 
 class ImageError(Exception):
@@ -274,54 +271,20 @@ def card_state_from_dict(d: dict):
     return atr, config, _bool(d, "card_blocked", "top level"), mf
 
 
-def read_image(path) -> dict:
+def read_image(path, shown=None) -> dict:
+    """The JSON of the image at ``path``; errors name ``shown`` (the path as the user typed it)."""
     try:
         return read_json(path, "card image", "no such card image (create one with `cardos new PATH`)",
                          invalid="corrupt or truncated image", empty="empty file (truncated image?)")
     except JsonFileProblem as exc:
-        raise ImageError(path, exc.problem) from None
+        raise ImageError(path if shown is None else shown, exc.problem) from None
 
 
-class ImageStore:
-    """Where a card image lives on disk; ``save`` is the atomic commit.
-
-    ``durable=True`` adds ``fsync`` of the file and its directory, which
-    protects against the *host* losing power; without it a crash of the
-    process (even SIGKILL) still never loses a committed image.
-    """
-
-    def __init__(self, path, durable: bool = False):
-        self.path = Path(path)
-        self.durable = durable
-        self._tmp = self.path.with_name(f".{self.path.name}.tmp")
-
-    def write(self, text: str, tick=None) -> None:
-        """Write ``text`` atomically. ``tick`` is called at each write point (tests cut power there)."""
-        data = text.encode("utf-8")
-        # never through a planted symlink; a stale temporary file keeps its mode, so set it
-        fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), FILE_MODE)
-        try:
-            if hasattr(os, "fchmod"):
-                os.fchmod(fd, FILE_MODE)
-            view = memoryview(data)
-            while view:  # a short write (disk full) must not become a truncated image
-                view = view[os.write(fd, view):]
-            if self.durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        if tick:
-            tick()  # power lost after the temporary file: the old image stands
-        os.replace(self._tmp, self.path)
-        if self.durable:
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-
-    def create(self, text: str) -> None:
-        """Write a new image; refuses to overwrite an existing file."""
-        if self.path.exists():
-            raise ImageError(self.path, "already exists (refusing to overwrite a card image)")
-        self.write(text)
+def load_card_state(path, shown=None):
+    """``(atr, config, card_blocked, mf)`` of the image at ``path``, validated."""
+    shown = path if shown is None else shown
+    raw = read_image(path, shown)
+    try:
+        return card_state_from_dict(raw)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ImageError(shown, str(exc)) from None

@@ -186,15 +186,10 @@ def _open_reader(name: str):
 
 
 def _image_card(path: str):
-    """A card image loaded into memory (changes are not saved until we say so)."""
+    """A card image, locked, its changes kept in memory until we save them (all or nothing)."""
     from .card import Card
 
-    raw = image_module.read_image(path)
-    try:
-        atr, config, blocked, mf = image_module.card_state_from_dict(raw)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise image_module.ImageError(path, str(exc)) from None
-    return Card(mf, config=config, atr=atr, card_blocked=blocked)
+    return Card.open(path, autosave=False)
 
 
 def _logger(out):
@@ -282,7 +277,11 @@ def _run_issue(args, out) -> int:
         if args.out:
             card.save_as(args.out)
         elif args.card:
-            image_module.ImageStore(args.card).write(image_module.dumps(card))
+            try:
+                card.save()
+            except OSError as exc:
+                raise _Fail(f"{args.card}: cannot save the issued card: {exc.strerror or exc}; "
+                            "the image is unchanged") from None
     apps = ", ".join(f"{a.name} ({a.df_name.hex().upper()})" for a in profile.applications)
     serial = plan.values.get("app_serial") or plan.values.get("card_serial")
     verb = "added" if args.add_app else "issued"

@@ -99,9 +99,14 @@ def mac_failed(card, purse: PurseEF):
     """Count a wrong MAC; the ``purse_mac_failure_limit``-th consecutive one blocks the
     application permanently and answers ``9303`` instead of ``9302``."""
     failures = min(purse.mac_failures + 1, 255)
-    card.write(purse, "mac_failures", failures)
     limit = card.config.purse_mac_failure_limit
-    if limit and failures >= limit:
+    blocks = bool(limit) and failures >= limit
+    # counted (and blocking) in the card's memory even if the image cannot be saved
+    card.journal.if_not_saved(purse, "mac_failures", failures)
+    if blocks:
+        card.journal.if_not_saved(card.current_df, "block", BLOCK_PERMANENT)
+    card.write(purse, "mac_failures", failures)
+    if blocks:
         card.write(card.current_df, "block", BLOCK_PERMANENT)
         raise CardError(SW.APP_PERMANENTLY_BLOCKED)
     raise CardError(SW.MAC_INVALID)

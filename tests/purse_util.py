@@ -61,11 +61,9 @@ def clone(card: Card, path=None) -> Card:
     """An independent copy of ``card`` (through its image): in memory, or backed by a new image at ``path``."""
     from cardos import image
 
-    if path is not None:
-        image.ImageStore(path).create(image.dumps(card))
-        return Card.open(path)
     atr, config, blocked, mf = image.card_state_from_dict(json.loads(image.dumps(card)))
-    return Card(mf, config=config, atr=atr, card_blocked=blocked)
+    copy = Card(mf, config=config, atr=atr, card_blocked=blocked)
+    return copy.save_as(path) if path is not None else copy
 
 
 def authenticate(t: Terminal, key: bytes, kid: int = 0, algorithm=DES) -> None:

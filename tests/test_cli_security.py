@@ -279,6 +279,7 @@ def test_serve_connects_where_told_only_listens_nowhere_and_saves_0600(tmp_path)
     card = Card.blank().save_as(image)
     from cardos.sample import issue_sample
     issue_sample(card.transmit)
+    card.close()  # unlock the image for the server
     os.chmod(image, 0o644)
     vpcd = FakeVpcd()
     proc = audited_serve(tmp_path, str(image), "--vpcd", f"127.0.0.1:{vpcd.port}", "--control",
@@ -289,6 +290,7 @@ def test_serve_connects_where_told_only_listens_nowhere_and_saves_0600(tmp_path)
         assert vpcd.exchange(bytes.fromhex("00A4040009A0000000038698070100"))[-2:] == b"\x90\x00"
         assert vpcd.exchange(bytes.fromhex("0020000003999999")) == b"\x63\xc2"  # a commit
         assert mode(tmp_path / "ctl.sock") & 0o077 == 0                  # the control socket: owner only
+        assert mode(tmp_path / f".{image.name}.lock") == 0o600            # the image lock, while serving
     finally:
         proc.terminate()
         _out, err = proc.communicate(timeout=15)
@@ -299,7 +301,7 @@ def test_serve_connects_where_told_only_listens_nowhere_and_saves_0600(tmp_path)
     assert connects and all(c == ("AF_INET", repr(("127.0.0.1", vpcd.port))) for c in connects), connects
     assert all(family == "AF_UNIX" for family, _ in binds), f"serve opened a network socket: {binds}"
     assert mode(image) == 0o600                                          # the commit wrote 0600
-    assert mode(tmp_path / f".{image.name}.lock") == 0o600
+    assert not (tmp_path / f".{image.name}.lock").exists()              # removed on a clean exit
 
 
 def test_serve_goes_to_localhost_35963_by_default(tmp_path):

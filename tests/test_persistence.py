@@ -41,6 +41,7 @@ def test_every_state_change_is_saved(image):
     card.transmit(hx("00A40000023F00"))                                   # read-only: no write
     assert image.read_text() == before
     issue_sample(card.transmit)
+    card.close()                                                          # the process stops
     reopened = Terminal(Card.open(image))
     assert reopened.ok(SELECT_ADF)[4:13] == hx("A00000000386980701")
     assert reopened.ok("00B0950008") == hx("0000310000000000")
@@ -69,6 +70,7 @@ def test_security_state_is_not_persisted_but_counters_are(image):
     t.ok(SELECT_ADF)
     t.ok("0020000003 123456")
     assert t.sw("0020000003 000000") == 0x63C2
+    card.close()                                                          # power off: the process ends
     t2 = Terminal(Card.open(image))
     t2.ok(SELECT_ADF)
     assert t2.sw("00B201C400") == 0x6982                                  # PIN state died with power
@@ -117,6 +119,7 @@ def test_missing_image(tmp_path):
 def test_durable_mode_works(image):
     card = Card.open(image, durable=True)
     issue_sample(card.transmit)
+    card.close()
     assert Terminal(Card.open(image)).ok(SELECT_ADF)
 
 
@@ -163,6 +166,7 @@ def test_power_cut_at_every_write_point(tmp_path, label, apdu, probe):
     after = path.read_text()
     assert points >= 3  # at least one write, the commit and the response
     for point in range(1, points + 1):
+        card.close()
         card, t = _fresh(path)
         before = path.read_text()
         card.arm_power_cut(point)
@@ -170,11 +174,13 @@ def test_power_cut_at_every_write_point(tmp_path, label, apdu, probe):
         assert not card.powered
         on_disk = path.read_text()
         assert on_disk in (before, after), f"{label}: mixture after a cut at write {point}"
+        card.close()
         reopened = Card.open(path)
         state = reopened.transmit(hx("00A40000023F0000"))
         assert state[-2:] == hx("9000")
         # Only the last point falls after the commit: then the command took effect.
         assert (on_disk == after) == (point == points)
+        card = reopened
 
 
 def test_power_cut_on_an_in_memory_card_rolls_back():

@@ -218,7 +218,7 @@ def test_one_image_is_served_by_one_process_only(serve_process, tmp_path):
     first = serve_process(image, "--wait", "--vpcd", f"127.0.0.1:{free_tcp_port()}", env=env)
     run = run_serve(image, "--vpcd", f"127.0.0.1:{free_tcp_port()}", env=env)
     assert run.returncode == 2
-    assert f"already served by another process (pid {first.pid})" in run.stderr
+    assert f"in use by another process (pid {first.pid}, cardos serve)" in run.stderr
 
 
 @pytest.mark.parametrize("args, message", [

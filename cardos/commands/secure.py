@@ -12,18 +12,37 @@ from ..keys import Key
 from ..sw import SW
 
 
+def _spent(key: Key) -> int:
+    return (key.b4 & 0xF0) | max(key.tries_left - 1, 0)
+
+
 def count_failure(card, key: Key) -> int:
-    """One failed use of a counted key; returns the tries left."""
+    """One failed use of a counted key; returns the tries left.
+
+    The try stays spent in the card's memory even if the image cannot be saved.
+    """
     if not key.counted:
         return 0x0F
-    left = max(key.tries_left - 1, 0)
-    card.write(key, "b4", (key.b4 & 0xF0) | left)
-    return left
+    spent = _spent(key)
+    card.journal.if_not_saved(key, "b4", spent)
+    card.write(key, "b4", spent)
+    return spent & 0x0F
 
 
 def count_success(card, key: Key) -> None:
-    if key.counted and key.tries_left != key.max_tries:
+    """A right answer with a counted key commits like a wrong one, and a failed save spends the try.
+
+    Otherwise a full disk (or a directory planted at the image's temporary
+    file) would answer ``6581`` to wrong guesses only and ``9000`` to the
+    right one, without counting anything: a free oracle (docs/robustness.md).
+    """
+    if not key.counted:
+        return
+    card.journal.if_not_saved(key, "b4", _spent(key))
+    if key.tries_left != key.max_tries:
         card.write(key, "b4", (key.b4 & 0xF0) | key.max_tries)
+    else:
+        card.journal.force_commit()
 
 
 def verify_mac(card, cmd: Command, key: Key, wrong_sw: int) -> bytes:

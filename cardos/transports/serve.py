@@ -15,8 +15,6 @@ cannot be reached (one line on stderr says why and how to fix it).
 """
 from __future__ import annotations
 
-import errno
-import fcntl
 import logging
 import os
 import signal
@@ -86,32 +84,6 @@ def assign_addresses(n_images: int, vpcd: list[str] | None) -> list[tuple[str, i
     return parsed
 
 
-class ImageLock:
-    """An advisory lock (``.IMAGE.lock`` beside the image) so two processes
-    never serve the same card; released by the kernel even on SIGKILL."""
-
-    def __init__(self, image: str):
-        path = Path(image)
-        self.path = path.with_name(f".{path.name}.lock")
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip()
-            os.close(self.fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise ImageError(image, f"already served by another process{f' (pid {holder})' if holder else ''}; "
-                                        "stop it first") from None
-            raise
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
-
-    def release(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-
 def _setup_logging(args) -> None:
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
     root = logging.getLogger("cardos")
@@ -138,7 +110,7 @@ def run(args) -> int:
         return EXIT_USAGE
     _setup_logging(args)
 
-    locks: list[ImageLock] = []
+    cards: list = []
     control = None
     server = None
     # Block the signals in every thread and take them synchronously here: a
@@ -148,12 +120,8 @@ def run(args) -> int:
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
     waiter = threading.get_ident()
     try:
-        cards = []
         for image in args.images:
-            if not os.path.isfile(image):
-                Card.open(image)  # raises the ImageError that says what is wrong (no lock file left behind)
-            locks.append(ImageLock(image))
-            cards.append(Card.open(image, durable=args.durable))
+            cards.append(Card.open(image, durable=args.durable))  # locked until closed (cardos/store.py)
         slots = [Slot(card, host, port, connect_timeout=args.timeout, poll_timeout=args.timeout)
                  for card, (host, port) in zip(cards, addresses)]
         server = VpcdServer(slots)
@@ -186,8 +154,8 @@ def run(args) -> int:
             control.close()
         if server is not None:
             server.stop()
-        for lock in locks:
-            lock.release()
+        for card in cards:
+            card.close()
         while signals & signal.sigpending():  # do not let a late signal hit the default action
             signal.sigwait(signals & signal.sigpending())
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
