@@ -80,7 +80,10 @@ def holder_text() -> str:
     """Who holds a lock, as shown to the next opener: PID and command."""
     argv = sys.argv or ["python"]
     program = Path(argv[0])
-    name = program.parent.name if program.name == "__main__.py" else program.name  # python -m NAME
+    if program.parent.name == "cardos":  # python -m cardos.cli
+        name = "cardos"
+    else:
+        name = program.parent.name if program.name == "__main__.py" else program.name  # python -m NAME
     command = " ".join([name] + [a for a in argv[1:2] if not a.startswith("-")])
     return f"pid {os.getpid()}, {command}"
 

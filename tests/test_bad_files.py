@@ -318,7 +318,8 @@ def test_a_mutated_image_is_refused_or_works(tmp_path_factory, d):
     finally:
         logging.getLogger("cardos").removeHandler(errors)
     assert not errors.records, errors.records
-    Card.open(path)                                                     # what it saved loads again
+    card.close()
+    Card.open(path).close()                                             # what it saved loads again
 
 
 # -- bad files through the CLI never touch the image ---------------------------------------------
@@ -514,8 +515,7 @@ def test_a_mutated_key_set_is_refused_or_loads(data):
     (b"\xff\xfe\x00", "hostile.apdu: cannot read"),
 ])
 def test_hostile_scripts_are_refused_before_anything_is_sent(tmp_path, text, problem):
-    card = Card.blank().save_as(tmp_path / "card.json")
-    card.power_off()
+    Card.blank().save_as(tmp_path / "card.json").close()
     before = digest(tmp_path / "card.json")
     path = tmp_path / "hostile.apdu"
     path.write_bytes(text if isinstance(text, bytes) else text.encode())

@@ -35,7 +35,7 @@ def test_issue_out_then_add_app_card(tmp_path, keys, capsys):
     t = Terminal(card)
     assert t.ok(b"\x00\xA4\x04\x00\x09" + CITY_AID + b"\x00")
     assert t.ok("00B0960000")[2:6] == "王五".encode("gbk")
-    card.power_off()
+    card.close()
     assert main(["issue", "--add-app", "campus", "--keys", str(keys), "--card", str(out), "-v"]) == 0
     text = capsys.readouterr().out
     assert "external authentication with key 39/01" in text and "added campus" in text

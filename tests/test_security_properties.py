@@ -278,6 +278,7 @@ def test_challenges_die_with_power_and_are_never_saved(tmp_path):
     challenge = t.challenge(8)
     t.ok("0020000003123456")                                           # a write: the image is saved …
     assert challenge.hex().upper() not in path.read_text().upper()     # … without the challenge
+    card.close()
     reopened = Terminal(Card.open(path))                               # a restarted process
     reopened.ok(SELECT_ADF)
     assert _auth(reopened, challenge) == 0x6984
@@ -298,18 +299,34 @@ def image(tmp_path):
     path = tmp_path / "card.json"
     card = Card.blank().save_as(path)
     issue_sample(card.transmit)
-    return path
+    card.close()
+    yield path
+    _stop_process(path)
 
 
-def reopen(path) -> Terminal:
-    """The card as a new process finds it: opened from its image, powered on, ADF selected."""
-    t = Terminal(Card.open(path))
-    t.ok(SELECT_ADF)
+_RUNNING: dict = {}  # image → the card "the process" has open: a restart ends it first
+
+
+def _stop_process(path) -> None:
+    card = _RUNNING.pop(str(path), None)
+    if card is not None:
+        card.close()
+
+
+def reopen(path, select: bool = True) -> Terminal:
+    """The card as a new process finds it (the previous one stopped): opened from its image,
+    powered on, ADF selected."""
+    _stop_process(path)
+    card = _RUNNING[str(path)] = Card.open(path)
+    t = Terminal(card)
+    if select:
+        t.ok(SELECT_ADF)
     return t
 
 
 def in_new_process(path, *apdus: str) -> list[str]:
-    """Send ``apdus`` from a fresh Python process; returns the status words."""
+    """Send ``apdus`` from a fresh Python process (this one's card stopped); returns the status words."""
+    _stop_process(path)
     script = textwrap.dedent(f"""
         from cardos import Card
         card = Card.open({str(path)!r})
@@ -361,7 +378,7 @@ def test_purse_mac_failures_persist_and_the_permanent_block_stays(image):
         t = reopen(image)
         t.ok("805001020B01000000001122334455660F")
         assert t.sw("805401000F00000001202605010830000000000008") == expected
-    t = Terminal(Card.open(image))
+    t = reopen(image, select=False)
     assert t.sw(SELECT_LE) == 0x6283                                  # selected, but blocked
     assert t.sw("805C000204") == 0x6A81
     assert in_new_process(image, SELECT_LE, "805C000204") == ["6283", "6A81"]
@@ -370,11 +387,11 @@ def test_purse_mac_failures_persist_and_the_permanent_block_stays(image):
 def test_application_blocks_stay_until_unblocked_and_permanent_ones_forever(image):
     t = reopen(image)
     t.ok(protected_apdu(0x84, 0x1E, 0x00, 0x00, b"", K.app_line, t.challenge()))     # temporary block
-    t = Terminal(Card.open(image))
+    t = reopen(image, select=False)
     assert t.sw(SELECT_LE) == 0x6283 and t.sw("00B0950001") == 0x6A81
     t.ok(protected_apdu(0x84, 0x18, 0x00, 0x00, b"", K.app_line, t.challenge()))     # unblocked with the key
     t.ok(protected_apdu(0x84, 0x1E, 0x00, 0x01, b"", K.app_line, t.challenge()))     # permanent block
-    t = Terminal(Card.open(image))
+    t = reopen(image, select=False)
     assert t.sw(SELECT_LE) == 0x6283
     assert t.sw(protected_apdu(0x84, 0x18, 0x00, 0x00, b"", K.app_line, t.challenge())) == 0x9303
     assert in_new_process(image, SELECT_LE, "00B0950001") == ["6283", "6A81"]
@@ -383,7 +400,7 @@ def test_application_blocks_stay_until_unblocked_and_permanent_ones_forever(imag
 def test_a_blocked_card_stays_blocked(image):
     t = reopen(image)
     t.ok(protected_apdu(0x84, 0x16, 0x00, 0x00, b"", K.app_line, t.challenge()))     # CARD BLOCK
-    t = Terminal(Card.open(image))
+    t = reopen(image, select=False)
     for apdu in ("00A40000023F00", SELECT_ADF, "0084000004", "00B0950001"):
         assert t.sw(apdu) == 0x6A81
     assert in_new_process(image, "00A40000023F00", SELECT_ADF) == ["6A81", "6A81"]

@@ -67,6 +67,7 @@ def test_pyscard_personalizes_loads_purchases_and_capp_purchases_through_pcscd(v
     assert tx.get_balance(connection) == 9600
     assert transmit(bytes.fromhex("00B201D400")) == bytes.fromhex("AA05012026050590 00")
     connection.disconnect()
+    card.close()                                               # the server stops
     # every step was committed to the image
     reopened = Card.open(tmp_path / "card.json")
     tx.select_application(reopened)

@@ -67,6 +67,7 @@ def measure(n: int, image_dir: str | None = None) -> dict:
             path = os.path.join(workdir, f"{i + 1:06d}.card")
             card.save_as(path)
             t2 = clock()
+            card.close()  # unlock: thousands of held locks would be thousands of open files
             issue_ns.append(t1 - t0)
             save_ns.append(t2 - t1)
             sizes.append(os.path.getsize(path))
@@ -82,6 +83,7 @@ def measure(n: int, image_dir: str | None = None) -> dict:
             t0 = clock()
             opened.append(Card.open(os.path.join(workdir, f"{i + 1:06d}.card")))
             open_ns.append(clock() - t0)
+            opened[-1].close()
         del opened
         return {"cards": n, "profile": "city", "apdus_per_card": plan.apdu_count, "wall_s": round(wall, 2), "cards_per_s": round(n / wall, 1),
                 "issue": summary(issue_ns), "save": summary(save_ns), "open": summary(open_ns),
