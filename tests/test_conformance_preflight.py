@@ -169,6 +169,22 @@ def test_a_card_in_a_reader_with_other_keys_costs_no_try(reader_with, other_keys
     assert code == 0, capsys.readouterr().out[-3000:]
 
 
+def test_no_card_and_no_such_reader_are_one_line_exit_3(capsys):
+    from cardos.transports.pyscard_reader import register, unregister
+
+    empty = register(None)   # a reader without a card
+    try:
+        for args, fragment in ((["--reader", empty.name], "is a card inserted?"),
+                               (["--reader", "nosuch"], f"no reader matches 'nosuch' (readers: 0: {empty.name})")):
+            code = cardos_main(["conformance", *args])
+            out, err = capsys.readouterr()
+            assert code == 3 and out == "", out + err
+            assert err.startswith("cardos conformance: ") and len(err.strip().splitlines()) == 1, err
+            assert fragment in err and "Traceback" not in err, err
+    finally:
+        unregister(empty)
+
+
 def test_skipped_tests_say_why(reader_with, tmp_path, capsys):
     """A card in a reader without --serial: the destructive tests skip, and the summary says why."""
     _card, name = reader_with(Card.blank())
