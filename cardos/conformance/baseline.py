@@ -39,7 +39,15 @@ SCRATCH_SPACE = 0x0800
 
 
 class BaselineUnavailable(Exception):
-    """The card cannot be brought into the baseline (no key set, wrong keys, no space)."""
+    """The card cannot be brought into the baseline (no key set, wrong keys, no space).
+
+    ``sw``: the ``63CX`` a wrong key got (the key set is not the card's), else None;
+    ``step``: the personalization step that got it."""
+
+    def __init__(self, message: str, sw: int | None = None, step: str = ""):
+        super().__init__(message)
+        self.sw = sw
+        self.step = step
 
 
 def read_identity(ch: Channel) -> str:
@@ -128,7 +136,8 @@ class Baseline:
                     raise
         except IssueError as exc:
             if exc.sw is not None and exc.sw >> 4 == 0x63C:
-                raise BaselineUnavailable(f"{exc} (the card was issued with another key set?)") from None
+                raise BaselineUnavailable(f"{exc} (the card was issued with another key set?)", exc.sw,
+                                          exc.step) from None
             command = command_label(exc.apdu) if exc.apdu else "personalization"
             raise ConformanceFailure(command, f"issuing profile {profile}: {exc}") from None
         self.plan = plan

@@ -23,13 +23,15 @@ import time
 import pytest
 
 from . import PACKAGE_DIR, SUITE_DIR
-from .summary import Result, nonconforming, render, rows, verdict
+from .summary import Result, nonconforming, render, rows, skip_reasons, verdict
 
 STATE_KEY = pytest.StashKey()
 
 DESTRUCTIVE_FIXTURES = {"issued", "scratch", "city", "purse", "interconnect", "spare_card", "emulator_card"}
 KEY_FIXTURES = {"issued", "scratch", "city", "purse", "interconnect", "spare_card", "issuer_keys"}
 IN_PROCESS_FIXTURES = {"emulator_card", "spare_card"}
+# Where destructive tests may run, the ``card`` fixture brings the card into the baseline first.
+BASELINE_FIXTURES = {"card"} | KEY_FIXTURES
 
 
 class State:
@@ -44,6 +46,7 @@ class State:
         self.keys = ""
         self.destructive = ""
         self.started = time.monotonic()
+        self.prepared = None  # the target `cardos conformance` opened and checked before the run
 
     def header(self) -> list:
         lines = [f"cardos conformance: {self.target or 'no target opened'}"]
@@ -106,7 +109,17 @@ def _in_suite(item) -> bool:
     return getattr(item, "path", None) is not None and item.path.parent == SUITE_DIR
 
 
-def _labels(item) -> tuple:
+def uses_target(item) -> bool:
+    """The test talks to the card (the pre-flight has something to check)."""
+    return "target" in getattr(item, "fixturenames", ())
+
+
+def uses_baseline(item) -> bool:
+    """The test may bring the card into the baseline (needs the card's key set)."""
+    return bool(set(getattr(item, "fixturenames", ())) & BASELINE_FIXTURES)
+
+
+def labels(item) -> tuple:
     family = item.get_closest_marker("family")
     command = item.get_closest_marker("command")
     return (family.args[0] if family else "other"), (command.args[0] if command else item.name)
@@ -125,7 +138,7 @@ def pytest_collection_modifyitems(session, config, items):
             item.add_marker(pytest.mark.needs_keys)
         if names & IN_PROCESS_FIXTURES:
             item.add_marker(pytest.mark.in_process)
-        family, command = _labels(item)
+        family, command = labels(item)
         item.user_properties.append(("family", family))
         item.user_properties.append(("command", command))
 
@@ -137,13 +150,14 @@ def pytest_runtest_makereport(item, call):
         return
     rep = outcome.get_result()
     st = state(item.config)
-    family, command = _labels(item)
+    family, command = labels(item)
     trace = getattr(item, "cardos_trace", None)
     if rep.when == "call" or rep.failed or (rep.when == "setup" and rep.skipped):
         if rep.passed:
             result = Result(item.nodeid, family, command, "passed", duration=rep.duration)
         elif rep.skipped:
             reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+            reason = reason.removeprefix("Skipped: ")
             result = Result(item.nodeid, family, command, "skipped", message=reason)
         else:
             exc = call.excinfo.value if call.excinfo is not None else None
@@ -180,6 +194,7 @@ def pytest_sessionfinish(session, exitstatus):
     results = list(st.results.values())
     report = {"target": st.target, "kind": st.kind, "card": st.identity, "keys": st.keys,
               "destructive": st.destructive, "verdict": verdict(results), "nonconforming": nonconforming(results),
+              "skipped": [{"reason": reason, "tests": n} for n, reason in skip_reasons(results)],
               "commands": [{"family": f, "command": c, "passed": p, "failed": x, "skipped": s, "result": v}
                            for f, c, p, x, s, v in rows(results)],
               "tests": [r.to_dict() for r in results]}

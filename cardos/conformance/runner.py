@@ -7,14 +7,23 @@ plugin's options, so everything pytest offers works the same way from ``pytest``
     cardos conformance --card card.json         # a copy of a card image
     cardos conformance --card card.json --vpcd  # that card served into pcscd, tested through PC/SC
     cardos conformance --reader ACS --keys issuer.json --serial 3100000000000304
+    cardos conformance --list -k check_purse    # the tests, without a card
+
+Before the suite it collects the selected tests (``-k`` matching nothing is one line) and runs
+the pre-flight checks (:mod:`cardos.conformance.preflight`): what stops a run is one line with
+the fix, never a card failure. The opened target is handed to the pytest session.
 
 Exit status: 0 every test passed, 1 some test failed (the card does not conform), 2 a usage
-problem (bad key set, no tests selected), 3 no card / no reader / the card is not the one
-``--serial`` names.
+problem (a bad image, key set or serial, the key set is not the card's, no tests selected),
+3 no pcscd / reader / card, or the card is not the one ``--serial`` names.
 """
 from __future__ import annotations
 
 import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
 
 EXIT_CODES = {0: 0, 1: 1, 2: 3, 3: 3, 4: 2, 5: 2}
 
@@ -44,11 +53,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-k", metavar="EXPRESSION", dest="keyword", help="only tests matching (pytest -k)")
     parser.add_argument("-x", "--exitfirst", action="store_true", help="stop at the first failure")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="one line per test")
+    parser.add_argument("--list", action="store_true",
+                        help="list the tests (those -k selects) with their family, command and markers; "
+                             "needs no card")
 
 
 def pytest_args(args) -> list:
-    out = ["-p", "cardos.conformance.plugin", "--pyargs", "cardos.conformance",
-           "-o", "addopts=", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "--tb=short"]
+    from .sessions import SESSION_ARGS
+
+    out = [*SESSION_ARGS, "--tb=short"]
     out.append("-v" if args.verbose else "-q")
     for flag, value in (("--cardos-card", args.card), ("--cardos-reader", args.reader),
                         ("--cardos-factory", args.factory), ("--cardos-keys", args.keys),
@@ -63,10 +76,52 @@ def pytest_args(args) -> list:
     return out
 
 
+def _pytest_error(output: str) -> str:
+    """pytest's own one-line complaint (a malformed -k expression) from its output."""
+    errors = [line.removeprefix("ERROR: ").strip() for line in output.splitlines() if line.startswith("ERROR: ")]
+    return errors[0] if errors else (output.strip().splitlines() or ["pytest could not collect the suite"])[-1]
+
+
 def run(args) -> int:
+    from .sessions import collect
+
+    collector, code, output = collect(args.keyword)
+    if code not in (0, 5):
+        print(f"cardos conformance: {_pytest_error(output)}", file=sys.stderr)
+        return 2
+    if args.keyword and not collector.selected:
+        print(f"cardos conformance: no test matches -k {args.keyword!r} ({collector.total} tests in the suite; "
+              f"`cardos conformance --list` names them, -k matches test and module names such as check_purse)",
+              file=sys.stderr)
+        return 2
+    if args.list:
+        for test in collector.selected:
+            print(test.line())
+        print(f"{len(collector.selected)} of {collector.total} tests")
+        return 0
+    return _run_suite(args, collector)
+
+
+def _run_suite(args, collector) -> int:
     import pytest
 
-    code = pytest.main(pytest_args(args))
+    from .preflight import CannotStart, RunOptions, prepare
+    from .sessions import Handover
+
+    workdir = Path(tempfile.mkdtemp(prefix="cardos-conformance-"))
+    prepared = None
+    try:
+        if any(t.uses_target for t in collector.selected):
+            prepared = prepare(RunOptions.from_args(args), workdir,
+                               uses_baseline=any(t.uses_baseline for t in collector.selected))
+        code = pytest.main(pytest_args(args), plugins=[Handover(prepared)])
+    except CannotStart as exc:
+        print(f"cardos conformance: {exc}", file=sys.stderr)
+        return exc.exit_code
+    finally:
+        if prepared is not None:
+            prepared.close()
+        shutil.rmtree(workdir, ignore_errors=True)
     return EXIT_CODES.get(int(code), 3)
 
 

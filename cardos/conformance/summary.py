@@ -8,7 +8,7 @@ wrong TAC). Rows count tests by their label; the verdict lists the culprits.
 
 >>> results = [Result("a", "file system", "SELECT", "passed"),
 ...            Result("b", "file system", "SELECT", "failed", "SELECT", "00A4... answered 9000, expected 6A82"),
-...            Result("c", "purse", "GET BALANCE", "skipped")]
+...            Result("c", "purse", "GET BALANCE", "skipped", message="needs the issuer key set (--keys)")]
 >>> print(render(results, ["target: example"]))
 target: example
 <BLANKLINE>
@@ -21,6 +21,9 @@ total                        1     1     1  FAIL
 <BLANKLINE>
 non-conforming: SELECT
   SELECT: 00A4... answered 9000, expected 6A82  [b]
+<BLANKLINE>
+skipped, by reason:
+     1  needs the issuer key set (--keys)
 """
 from __future__ import annotations
 
@@ -75,6 +78,20 @@ def nonconforming(results) -> list:
     return seen
 
 
+def skip_reasons(results) -> list:
+    """``(count, reason)`` of the skipped tests, most frequent first (ties: first seen)."""
+    counts: dict = {}
+    for r in results:
+        if r.outcome == "skipped":
+            reason = r.message.splitlines()[0] if r.message else "(no reason given)"
+            counts[reason] = counts.get(reason, 0) + 1
+    return sorted(((n, reason) for reason, n in counts.items()), key=lambda item: -item[0])
+
+
+def _shortened(text: str, width: int = 160) -> str:
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
 def verdict(results) -> str:
     if any(r.outcome == "failed" for r in results):
         return "FAIL"
@@ -98,16 +115,15 @@ def render(results, header=()) -> str:
     lines.append(f"{'total':{fam_w}}  {'':{cmd_w}}  {totals[0]:4d}  {totals[1]:4d}  {totals[2]:4d}  {verdict(results)}")
     bad = nonconforming(results)
     lines.append("")
-    if not bad:
-        lines.append("non-conforming: none")
-        return "\n".join(lines)
-    lines.append("non-conforming: " + ", ".join(bad))
+    lines.append("non-conforming: " + (", ".join(bad) if bad else "none"))
     for command in bad:
         first = next(r for r in results if r.outcome == "failed" and (r.culprit or r.command) == command)
         message = first.message.splitlines()[0] if first.message else "failed"
         if message.startswith(command + ": "):
             message = message[len(command) + 2:]
-        if len(message) > 160:
-            message = message[:157] + "..."
-        lines.append(f"  {command}: {message}  [{first.nodeid.rsplit('::', 1)[-1]}]")
+        lines.append(f"  {command}: {_shortened(message)}  [{first.nodeid.rsplit('::', 1)[-1]}]")
+    reasons = skip_reasons(results)
+    if reasons:
+        lines += ["", "skipped, by reason:"]
+        lines += [f"  {n:4d}  {_shortened(reason)}" for n, reason in reasons]
     return "\n".join(lines)

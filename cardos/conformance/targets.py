@@ -29,22 +29,32 @@ VPCD_FIRST_PORT = 35963
 
 
 class TargetError(Exception):
-    """The target cannot be opened (no reader, no card, no pcscd, bad image)."""
+    """The target cannot be opened (no reader, no card, no pcscd, bad image).
+
+    ``exit_code`` follows docs/cli.md: 3 when the transport is missing (pcscd,
+    reader, card), 2 when what the user named is wrong (image, factory, options)."""
+
+    def __init__(self, message: str, exit_code: int = 3):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+INPUT = 2  # TargetError exit code for a bad image, factory or option combination
 
 
 def load_factory(spec: str):
     """``"package.module:callable"`` → the callable (returns a card object)."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise TargetError(f"card factory {spec!r}: write MODULE:CALLABLE")
+        raise TargetError(f"card factory {spec!r}: write MODULE:CALLABLE", INPUT)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise TargetError(f"card factory {spec!r}: {exc}") from None
+        raise TargetError(f"card factory {spec!r}: {exc}", INPUT) from None
     try:
         factory = getattr(module, attr)
     except AttributeError:
-        raise TargetError(f"card factory {spec!r}: {module_name} has no {attr!r}") from None
+        raise TargetError(f"card factory {spec!r}: {module_name} has no {attr!r}", INPUT) from None
     return factory
 
 
@@ -54,17 +64,20 @@ def image_factory(path: str, workdir: Path):
 
     source = Path(path)
     if not source.is_file():
-        raise TargetError(f"{path}: no such card image (create one with `cardos new {path}`)")
+        raise TargetError(f"{path}: no such card image (create one with `cardos new {path}`)", INPUT)
     counter = [0]
 
     def factory():
         counter[0] += 1
         copy = workdir / f"card-{counter[0]}.json"
-        shutil.copyfile(source, copy)
+        try:
+            shutil.copyfile(source, copy)
+        except OSError as exc:
+            raise TargetError(f"{path}: cannot read the card image ({exc.strerror})", INPUT) from None
         try:
             return Card.open(copy)
         except ImageError as exc:
-            raise TargetError(f"{path}: {exc.problem}") from None  # the user's file, not the copy
+            raise TargetError(f"{path}: {exc.problem}", INPUT) from None  # the user's file, not the copy
     factory()  # fail early on a bad image
     return factory
 
@@ -163,6 +176,7 @@ class VpcdTarget(PcscTarget):
         from ..transports.vpcd import Slot, VpcdServer
 
         card = factory()
+        self.factory = factory  # spare copies (the pre-flight key check)
         self.server = VpcdServer([Slot(card, host, port)])
         try:
             self.server.start(timeout=10)
@@ -189,10 +203,10 @@ def open_target(*, card: str | None = None, reader: str | None = None, factory: 
     """Open the target the options name (see the module docstring)."""
     if reader is not None and not vpcd:
         if card is not None or factory is not None:
-            raise TargetError("give either a reader or an emulated card (--cardos-card / --cardos-factory)")
+            raise TargetError("give either a reader or an emulated card (--cardos-card / --cardos-factory)", INPUT)
         return PcscTarget(reader)
     if card is not None and factory is not None:
-        raise TargetError("give either --cardos-card or --cardos-factory")
+        raise TargetError("give either --cardos-card or --cardos-factory", INPUT)
     if card is not None:
         workdir = workdir or Path(tempfile.mkdtemp(prefix="cardos-conformance-"))
         make, label = image_factory(card, workdir), f"emulator: a copy of card image {card}"

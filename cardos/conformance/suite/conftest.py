@@ -1,8 +1,9 @@
 """Fixtures of the conformance suite.
 
-``target`` (session)
-    The card under test (:mod:`cardos.conformance.targets`); checks the serial
-    guard once: ``--cardos-serial`` that does not match the card stops the run.
+``prepared`` / ``target`` / ``issuer_keys`` (session)
+    The card under test (:mod:`cardos.conformance.targets`) and the key set,
+    checked once before the first test (:mod:`cardos.conformance.preflight`:
+    reachable, the serial guard, the key set is the card's).
 ``card``
     A :class:`~cardos.conformance.channel.Channel` to the target, after a power
     cycle; its APDU trace goes to the report. Where destructive tests may run
@@ -26,70 +27,42 @@ import pytest
 
 from cardos.conformance import baseline as B
 from cardos.conformance.channel import Channel, Trace
-from cardos.conformance.plugin import state
+from cardos.conformance.plugin import state, uses_baseline
+from cardos.conformance.preflight import CITY_AID, INPUT, CannotStart, RunOptions, prepare
 from cardos.conformance.purse import PurseTerminal
-from cardos.conformance.targets import EmulatorTarget, TargetError, open_target
+from cardos.conformance.targets import EmulatorTarget
 
-CITY_AID = bytes.fromhex("A00000000386980701")
 INTERCONNECT_AID = bytes.fromhex("A000000632010105")
 
 
-def _normal_serial(text: str) -> str:
-    return text.replace(" ", "").upper() if text.lower() != "blank" else "blank"
+@pytest.fixture(scope="session")
+def prepared(request, tmp_path_factory):
+    """The target, checked before the first test (:mod:`cardos.conformance.preflight`).
+
+    ``cardos conformance`` opens and checks it before pytest starts (a problem is one line there);
+    run from pytest directly, the same checks run here and a problem stops the run."""
+    st = state(request.config)
+    ready = st.prepared
+    if ready is None:
+        try:
+            ready = prepare(RunOptions.from_pytest(request.config), tmp_path_factory.mktemp("cards"),
+                            uses_baseline=any(uses_baseline(item) for item in request.session.items))
+        except CannotStart as exc:
+            pytest.exit(f"cardos conformance: {exc}", returncode=4 if exc.exit_code == INPUT else 3)
+    st.target, st.kind, st.identity = ready.target.label, ready.target.kind, ready.identity
+    st.keys, st.destructive = ready.keys_label, ready.destructive
+    yield ready
+    ready.close()
 
 
 @pytest.fixture(scope="session")
-def target(request, tmp_path_factory):
-    opt = request.config.getoption
-    st = state(request.config)
-    try:
-        t = open_target(card=opt("cardos_card"), reader=opt("cardos_reader"), factory=opt("cardos_factory"),
-                        vpcd=opt("cardos_vpcd"), vpcd_port=opt("cardos_vpcd_port"),
-                        workdir=tmp_path_factory.mktemp("cards"))
-    except TargetError as exc:
-        pytest.exit(f"cardos conformance: {exc}", returncode=3)
-    st.target, st.kind = t.label, t.kind
-    try:
-        ch = Channel(t)
-        ch.power_cycle()
-        identity = B.read_identity(ch)
-    except Exception as exc:  # noqa: BLE001 - transport problems: no card, mute card
-        t.close()
-        pytest.exit(f"cardos conformance: {t.label}: cannot read the card ({exc})", returncode=3)
-    st.identity = f"ATR {t.atr.hex().upper()}, serial {identity}"
-    given = opt("cardos_serial")
-    if given is not None and _normal_serial(given) != identity:
-        t.close()
-        pytest.exit(f"cardos conformance: card serial does not match: the card in {t.label} has serial {identity}, "
-                    f"--serial says {given}; nothing was changed", returncode=3)
-    t.destructive_ok = t.emulator or given is not None
-    if t.emulator:
-        st.destructive = "yes (emulated card)"
-    elif given is not None:
-        st.destructive = f"yes (serial {identity} confirmed)"
-    else:
-        st.destructive = f"no (pass --serial {identity} to allow them)"
-    yield t
-    t.close()
+def target(prepared):
+    return prepared.target
 
 
 @pytest.fixture(scope="session")
-def issuer_keys(request, target):
-    from cardos.keyset import KeySetError, load
-
-    st = state(request.config)
-    name = request.config.getoption("cardos_keys")
-    if name is None and target.emulator:
-        name = "test"
-    if name is None:
-        st.keys = "none"
-        return None
-    try:
-        keys = load(name)
-    except KeySetError as exc:
-        pytest.exit(f"cardos conformance: {exc}", returncode=4)
-    st.keys = f"{name} ({keys.algorithm_name}{', TEST keys' if keys.test else ''})"
-    return keys
+def issuer_keys(prepared):
+    return prepared.keys
 
 
 @pytest.fixture(scope="session")
@@ -193,6 +166,9 @@ def spare_card(request, target, baseline):
     request.node.cardos_trace = trace
     ch = Channel(spare, trace)
     base = B.Baseline(baseline.keys)
-    base.ensure(ch, "city")
+    try:
+        base.ensure(ch, "city")
+    except B.BaselineUnavailable as exc:
+        pytest.skip(f"the spare card cannot be brought into the baseline: {exc}")
     ch.base = base
     return ch
