@@ -86,6 +86,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "run.summary": ("{scripts} script(s): {counts} — {apdus} APDUs, {checks} checks, {failures} failed ({seconds} s)",
                     "{scripts} 个脚本：{counts} — {apdus} 条 APDU，{checks} 项检查，{failures} 项失败（{seconds} 秒）"),
     "run.count": ("{n} {status}", "{status} {n}"),
+    "run.count_separator": (", ", "，"),
     "run.none_run": ("none run", "未运行"),
     "run.failed_list": ("failed:", "失败项："),
     "run.status.passed": ("passed", "通过"),

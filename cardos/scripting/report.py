@@ -177,9 +177,9 @@ class HumanReporter:
         msgs = self.msgs
         parts = [msgs("run.count", n=counts[k], status=msgs(f"run.status.{k}"))
                  for k in ("passed", "failed", "error", "skipped", "transport") if counts.get(k)]
-        line = msgs("run.summary", scripts=summary["scripts"], counts=", ".join(parts) or msgs("run.none_run"),
-                    apdus=summary["apdus"], checks=summary["checks"], failures=summary["failures"],
-                    seconds=f"{summary['seconds']:.2f}")
+        line = msgs("run.summary", scripts=summary["scripts"],
+                    counts=msgs("run.count_separator").join(parts) or msgs("run.none_run"), apdus=summary["apdus"],
+                    checks=summary["checks"], failures=summary["failures"], seconds=f"{summary['seconds']:.2f}")
         colour = "1;32" if summary["exit"] == 0 else "1;31"
         print(self.s(colour, f"== {line}"), file=self.out)
         if self.failures and not self.quiet:
