@@ -446,8 +446,7 @@ class CardShell(cmd.Cmd):
             self.say(self.msgs("shell.no_files"))
             return
         w = self.msgs.word
-        self.say(self.s("1", f"{self.msgs.pad(w('FID'), 4)}  {self.msgs.pad(self.msgs('shell.file_type'), 16)}  "
-                             f"{w('name / content')}"))
+        self.say(self.s("1", f"{'FID':6s}{self.msgs.pad(self.msgs('shell.file_type'), 18)}{w('name / content')}"))
         for fid in sorted(found):
             kind, detail = found[fid]
             if kind == "DF":

@@ -51,7 +51,7 @@ def test_messages_refuse_an_unknown_language_and_leave_english_as_it_was():
 
 # -- cardos shell -----------------------------------------------------------------------------------------
 
-SESSION = "info\nbalance\nload 10.00\npurchase 2.50\nhistory\ncat sfi:18 1\nnosuch\n"
+SESSION = "info\nbalance\nload 10.00\npurchase 2.50\nhistory\ncat sfi:18 1\nls\nnosuch\n"
 
 
 def test_shell_in_chinese(image):
@@ -62,20 +62,20 @@ def test_shell_in_chinese(image):
                   "电子钱包圈存：卡号 3100000000000042 交易序号 0 交易金额 10.00 余额 10.00",
                   "电子钱包消费：卡号 3100000000000042 交易序号 0 交易金额 2.50 余额 7.50", "终端交易序号 00000000",
                   "交易类型", "透支限额", "交易日期", "SFI 18：1 条记录", "记录 1：交易序号 1  电子钱包消费",
-                  "用法：未知命令 'nosuch'",
+                  "用法：未知命令 'nosuch'", "FID   文件类型", "0018  EF 记录", "0015  EF 二进制",
                   # the decoded trace: command names, field names, the counter by its kind, status words
                   "圈存初始化（电子钱包）", "余额=00000000 (0.00) 联机交易序号=0000", "脱机交易序号=0000",
                   "密钥索引号=01 交易金额=000003E8 (10.00)", "交易类型=06 (电子钱包消费)", "90 00  成功"):
         assert label in out, label
     assert without(out, "EP balance", "EP load", "EP purchase", "counter", "amount", "overdraw", "terminal",
-                   "path", "usage", "Failure", "record", "balance=", "key_id=", "success", "unknown command") == []
+                   "path", "usage", "Failure", "record", "records", "binary", "balance=", "key_id=", "success", "unknown command") == []
 
 
 def test_shell_in_english_is_unchanged(image):
     out = cardos("shell", "--card", str(image), "--keys", "test", stdin=SESSION).stdout
     for label in ("path       3F00", "EP balance 0.00", "EP load: card 3100000000000042 counter 0 amount 10.00",
                   " #  counter  type", "SFI 18: 1 record(s)", "record 1: counter 1  EP purchase",
-                  "usage: unknown command 'nosuch'", "key_id=01 amount=000003E8 (10.00)", "90 00  success"):
+                  "usage: unknown command 'nosuch'", "FID   type", "0018  EF records", "key_id=01 amount=000003E8 (10.00)", "90 00  success"):
         assert label in out, label
     assert not CJK.search(out), CJK.findall(out)
 
