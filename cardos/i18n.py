@@ -98,6 +98,14 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "check.data": ("response data {shown} does not match {expected}: {why}",
                    "响应数据 {shown} 与 {expected} 不符：{why}"),
     "check.no_data": ("no data", "无数据"),
+    "check.is_not": ("{value} is not {pattern}", "{value} 不是 {pattern}"),
+    "check.matches": ("{value} matches {pattern}", "{value} 与 {pattern} 相符"),
+    "check.empty": ("(empty)", "（空）"),
+    # why response data does not match a pattern (cardos.scripting.patterns)
+    "pattern.byte": ("byte {k} is {got}, expected {want}", "第 {k} 字节为 {got}，期望 {want}"),
+    "pattern.length": ("{n} bytes, expected {want}", "{n} 字节，期望 {want} 字节"),
+    "pattern.from_byte": ("no match from byte {k} ({got})", "从第 {k} 字节（{got}）起不符"),
+    "pattern.too_short": ("{n} bytes, too short for the pattern", "{n} 字节，比模式短"),
     # cardos inspect
     "inspect.head": ("EEPROM {used} of {size} bytes used; card {blocked}",
                      "EEPROM 已用 {used} / {size} 字节；卡片{blocked}"),
@@ -163,6 +171,21 @@ _ONLINE_INIT = (0x00, 0x04, 0x05)  # INITIALIZE FOR LOAD / UPDATE / UNLOAD answe
 _OFFLINE_INIT = (0x01, 0x02, 0x03)  # ... PURCHASE / CASH WITHDRAW / CAPP PURCHASE the offline counter
 
 
+class Phrase(str):
+    """A catalogue message said in English that another :class:`Messages` can say again in its language.
+
+    For code that explains something without knowing who will print it (a pattern that did not match).
+    """
+
+    key: str
+    values: dict
+
+    def __new__(cls, key: str, **values) -> "Phrase":
+        phrase = super().__new__(cls, CATALOGUE[key][0].format(**values))
+        phrase.key, phrase.values = key, values
+        return phrase
+
+
 def display_width(text: str) -> int:
     """Terminal columns of ``text``: CJK characters take two."""
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
@@ -179,6 +202,10 @@ class Messages:
 
     def __call__(self, key: str, **values) -> str:
         return CATALOGUE[key][1 if self.zh else 0].format(**values)
+
+    def again(self, text: str) -> str:
+        """``text`` in this language when it is a :class:`Phrase`, else as it is."""
+        return self(text.key, **text.values) if isinstance(text, Phrase) else text
 
     def word(self, english: str) -> str:
         """A column heading or label: ``english`` itself, or its Chinese."""

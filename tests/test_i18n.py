@@ -86,6 +86,7 @@ SCRIPT = """\
 00 A4 04 00 09 A0 00 00 00 03 86 98 07 01 00
 purse.load amount=20.00
 purse.balance                     => [00000001] 9000
+expect ${purse.balance} == 00000002
 00 A4 00 00 02 3F 01              => 9000
 """
 
@@ -99,15 +100,16 @@ def test_run_summary_and_mismatches_in_chinese(image, tmp_path):
     out = zh.stdout
     for label in ("卡片：", "通过   => 9000", "# 电子钱包圈存：卡号 3100000000000042 交易序号 0 交易金额 20.00",
                   "响应数据 000007D0 与 [00 00 00 01] 不符", "失败 ", "状态字 6A82（未找到文件），期望 9000",
-                  "== 1 个脚本：失败 1 — ", "项检查，2 项失败", "失败项：", "余额=000007D0 (20.00)"):
+                  "== 1 个脚本：失败 1 — ", "项检查，3 项失败", "失败项：", "余额=000007D0 (20.00)"):
         assert label in out, label
-    assert without(out, "ok", "FAIL", "script(s)", "failed", "failed:", "status word", "response data",
-                   "EP load", "balance=", "card:") == []
-    # the data pattern's own detail ("byte 3 is 00, expected 01") stays English; the rest of the line does not
-    assert without("\n".join(x for x in out.splitlines() if "6A82" in x), "expected") == []
+    assert "000007D0 不是 00 00 00 02: 第 2 字节为 07，期望 00" in out
+    assert without(out, "ok", "FAIL", "script(s)", "failed", "failed:", "status word", "response data", "expected",
+                   "byte", "is not", "EP load", "balance=", "card:") == []
     en = cardos(*args).stdout
     for label in ("ok   => 9000", "# EP load: card 3100000000000042 counter 1 amount 20.00",  # the card's second load
-                  "status word 6A82 (file not found), expected 9000", "== 1 script(s): 1 failed — ", "failed:"):
+                  "status word 6A82 (file not found), expected 9000", "== 1 script(s): 1 failed — ", "failed:",
+                  "response data 00000FA0 does not match [00 00 00 01]: byte 2 is 0F, expected 00",
+                  "00000FA0 is not 00 00 00 02: byte 2 is 0F, expected 00"):
         assert label in en, label
     assert not CJK.search(en), CJK.findall(en)
 

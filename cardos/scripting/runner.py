@@ -195,7 +195,8 @@ class Runner:
             why = expect.data.match(outcome.data, self.ctx)
             if why is not None:
                 shown = outcome.data.hex().upper() or self.msgs("check.no_data")
-                problems.append(self.msgs("check.data", shown=shown, expected=expect.data.text(), why=why))
+                problems.append(self.msgs("check.data", shown=shown, expected=expect.data.text(),
+                                          why=self.msgs.again(why)))
             actual = (outcome.data.hex().upper() + " " if outcome.data else "") + actual
         self.check(pos or self._pos, not problems, expect.text(), actual, "; ".join(problems))
 
@@ -272,8 +273,10 @@ class Runner:
             value = evaluate(stmt.cond.left, ctx)
             why = stmt.cond.right.match(value, ctx)
             ok = (why is None) != stmt.cond.negate
-            message = "" if ok else (f"{value.hex().upper() or '(empty)'} {'matches' if stmt.cond.negate else 'is not'} "
-                                     f"{stmt.cond.right.text()[1:-1]}" + (f": {why}" if why and not stmt.cond.negate else ""))
+            message = "" if ok else (
+                self.msgs("check.matches" if stmt.cond.negate else "check.is_not",
+                          value=value.hex().upper() or self.msgs("check.empty"), pattern=stmt.cond.right.text()[1:-1])
+                + (f": {self.msgs.again(why)}" if why and not stmt.cond.negate else ""))
             self.check(stmt.pos, ok, stmt.text, value.hex().upper(), message)
         elif isinstance(stmt, Require):
             if stmt.backend != self.transport.backend:
