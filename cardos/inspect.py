@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import sys
 
+from .i18n import Messages, display_width
 from .filesystem import (
     DF,
     TYPE_CYCLIC,
@@ -243,10 +244,11 @@ def load_card(path: str):
 
 def table(rows: list, headers: list, right: set = frozenset(), indent: str = "  ") -> list:
     """Rows of strings as aligned columns (``right``: indexes of right-aligned columns)."""
-    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    widths = [max(display_width(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    pad = Messages().pad  # columns by display width: Chinese words take two
 
     def line(cells):
-        parts = [str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths))]
+        parts = [pad(str(c), w, right=i in right) for i, (c, w) in enumerate(zip(cells, widths))]
         return (indent + "  ".join(parts)).rstrip()
     return [line(headers), *(line(r) for r in rows)]
 
@@ -283,8 +285,10 @@ def _tree_lines(d: dict, prefix: str, last: bool, top: bool, s: Style, rows: lis
         _tree_lines(child, inner, i == len(children) - 1, False, s, rows)
 
 
-def render(model: dict, out, color: bool = False) -> None:
+def render(model: dict, out, color: bool = False, msgs: Messages | None = None) -> None:
     s = Style(color)
+    msgs = msgs or Messages()
+    w = msgs.word
 
     def p(text: str = "") -> None:
         print(text, file=out)
@@ -292,10 +296,11 @@ def render(model: dict, out, color: bool = False) -> None:
     atr = " ".join(model["atr"][i:i + 2] for i in range(0, len(model["atr"]), 2))
     p(f"{s('1', model['image'] or 'card')}: ATR {atr}")
     e = model["eeprom"]
-    p(f"EEPROM {e['used']} of {e['size']} bytes used; card {'BLOCKED' if model['card_blocked'] else 'not blocked'}")
+    p(msgs("inspect.head", used=e["used"], size=e["size"],
+           blocked=msgs("inspect.blocked" if model["card_blocked"] else "inspect.not_blocked")))
 
     p()
-    p(s("1", "Files"))
+    p(s("1", msgs("inspect.files")))
     rows: list = []
     _tree_lines(model["files"], "", True, True, s, rows)
     width_a = max(len(r[0]) + r[2] for r in rows)
@@ -306,7 +311,7 @@ def render(model: dict, out, color: bool = False) -> None:
         p(f"  {pre}{fid}{pad}  {kind.ljust(width_k)}  {summary.ljust(width_s)}  {rights}".rstrip())
 
     p()
-    p(s("1", "Keys") + "  (values are never shown)")
+    p(s("1", msgs("inspect.keys")) + msgs("inspect.no_values"))
     if model["keys"]:
         rows = []
         for k in model["keys"]:
@@ -316,44 +321,49 @@ def render(model: dict, out, color: bool = False) -> None:
                 detail = f"tries {k['tries_left']}/{k['max_tries']}" + (" BLOCKED" if k.get("blocked") else "")
                 if "next_state" in k:
                     detail += f", then state {k['next_state']}"
-            rows.append((k["df"], f"{k['type']} {k['type_words']}", k["id"], k["algorithm"], detail,
+            rows.append((k["df"], f"{k['type']} {w(k['type_words'])}", k["id"], k["algorithm"], detail,
                          f"{k['use']} {k['use_words']}", f"{k['change']} {k['change_words']}",
                          "secure update" if k["secure_update"] else ""))
-        for line in table(rows, ["DF", "type", "id", "algorithm", "version / counter", "use", "change", ""]):
+        headers = [w("DF"), msgs("inspect.key_type"), *(w(h) for h in ("id", "algorithm", "version / counter", "use",
+                                                                          "change")), ""]
+        for line in table(rows, headers):
             p(line)
     else:
-        p("  none")
+        p(msgs("inspect.none"))
 
     p()
-    p(s("1", "Purses"))
+    p(s("1", msgs("inspect.purses")))
     if model["purses"]:
-        rows = [(x["df"], x["fid"], x["purse"], _money(x["balance"]), _money(x["overdraw_limit"]),
+        rows = [(x["df"], x["fid"], msgs.purse(x["purse"]), _money(x["balance"]), _money(x["overdraw_limit"]),
                  str(x["online_counter"]), str(x["offline_counter"]), f"{x['use']} {x['use_words']}",
                  f"34/{x['tac_key_id']}", x["log_sfi"], str(x["mac_failures"]))
                 for x in model["purses"]]
-        for line in table(rows, ["DF", "FID", "purse", "balance", "overdraw", "online ctr", "offline ctr",
-                                 "use right", "TAC key", "log SFI", "MAC failures"], right={3, 4, 5, 6, 10}):
+        for line in table(rows, [w(h) for h in ("DF", "FID", "purse", "balance", "overdraw", "online ctr",
+                                                "offline ctr", "use right", "TAC key", "log SFI", "MAC failures")],
+                          right={3, 4, 5, 6, 10}):
             p(line)
     else:
-        p("  none")
+        p(msgs("inspect.none"))
 
     for h in model["history"]:
         p()
-        whose = f" ({'/'.join(h['purses'])})" if h["purses"] else ""
-        p(s("1", f"Transaction history {h['df']} SFI {h['sfi']}{whose}") +
-          f"  {len(h['records'])} of {h['capacity']} records, newest first")
+        whose = f" ({'/'.join(msgs.purse(x) for x in h['purses'])})" if h["purses"] else ""
+        p(s("1", msgs("inspect.history", df=h["df"], sfi=h["sfi"], whose=whose)) +
+          msgs("inspect.history_count", n=len(h["records"]), capacity=h["capacity"]))
         if h["records"]:
             rows = []
             for r in h["records"]:
                 date, time_ = r["date"], r["time"]
-                rows.append((str(r["n"]), str(r["counter"]), r["type_words"], _money(r["amount"]),
+                rows.append((str(r["n"]), str(r["counter"]), msgs.tx_type(int(r["type"], 16), r["type_words"]),
+                             _money(r["amount"]),
                              _money(r["overdraw_limit"]), r["terminal"],
                              f"{date[0:4]}-{date[4:6]}-{date[6:8]}", f"{time_[0:2]}:{time_[2:4]}:{time_[4:6]}"))
-            for line in table(rows, ["#", "counter", "type", "amount", "overdraw", "terminal", "date", "time"],
+            for line in table(rows, [w(h) for h in ("#", "counter", "type", "amount", "overdraw", "terminal", "date",
+                                                    "time")],
                               right={0, 1, 3, 4}):
                 p(line)
         else:
-            p("  none")
+            p(msgs("inspect.none"))
 
 
 # -- command line --------------------------------------------------------------------------
@@ -368,6 +378,8 @@ def add_parser(sub) -> None:
                                    "served can be inspected.")
     p.add_argument("image", metavar="IMAGE", help="a card image (cardos new / cardos issue)")
     p.add_argument("--json", action="store_true", help="print the same as one JSON object")
+    p.add_argument("--lang", choices=("en", "zh"), default="en",
+                   help="language of the headings, purse and transaction words (the JSON keys stay English)")
     add_color_option(p)
     p.set_defaults(func=run)
 
@@ -379,5 +391,5 @@ def run(args, out=None) -> int:
         json.dump(model, out, indent=1, ensure_ascii=False)
         out.write("\n")
     else:
-        render(model, out, use_color(out, False if args.no_color else None))
+        render(model, out, use_color(out, False if args.no_color else None), Messages(args.lang))
     return 0

@@ -22,6 +22,7 @@ import sys
 import time
 
 from .decoder import decode_command, describe_sw, hex_spaced
+from .i18n import Messages, display_width
 from .scripting.lexer import Pos
 from .scripting.report import HumanReporter
 from .scripting.runner import Exchange
@@ -164,6 +165,7 @@ class CardShell(cmd.Cmd):
         self.keys = keys
         self.out = out or sys.stdout
         self.lang = lang
+        self.msgs = Messages(lang)
         self.terminal = terminal
         self.aid = aid
         self.interactive = interactive
@@ -287,7 +289,7 @@ class CardShell(cmd.Cmd):
     def ensure_application(self) -> None:
         """Purse commands act on the current DF; from the MF, enter the purse application first."""
         if len(self.path) <= 1:
-            self.say(self.s("2", f"(entering the purse application aid:{self.aid.hex().upper()})"))
+            self.say(self.s("2", self.msgs("shell.entering", aid=self.aid.hex().upper())))
             self.do_cd(f"aid:{self.aid.hex().upper()}")
 
     # -- framework ----------------------------------------------------------------------------------
@@ -313,14 +315,14 @@ class CardShell(cmd.Cmd):
             return bool(super().onecmd(line))
         except UsageError as exc:
             self.failures += 1
-            self.say(self.s("1;31", f"usage: {exc}"))
+            self.say(self.s("1;31", self.msgs("shell.usage", text=exc)))
         except Failed as exc:
             self.failures += 1
-            self.say(self.s("1;31", f"Failure: {exc}"))
+            self.say(self.s("1;31", self.msgs("shell.failure", text=exc)))
         except TransportError as exc:
             self.failures += 1
             self.fatal = exc
-            self.say(self.s("1;31", f"error: {exc}"))
+            self.say(self.s("1;31", self.msgs("shell.error", text=exc)))
             return True
         return False
 
@@ -333,7 +335,7 @@ class CardShell(cmd.Cmd):
 
     def default(self, line: str) -> None:
         word = line.split()[0] if line.split() else line
-        raise UsageError(f"unknown command {word!r} (help lists the commands)")
+        raise UsageError(self.msgs("shell.unknown", word=word))
 
     def do_EOF(self, arg) -> bool:
         if self.interactive:
@@ -361,7 +363,7 @@ class CardShell(cmd.Cmd):
             return
         if target == "..":
             if len(self.path) <= 1:
-                raise self.fail("already in the MF")
+                raise self.fail(self.msgs("shell.already_mf"))
             self._reselect(self.path[:-1])
             return
         if target.lower().startswith("aid:"):
@@ -381,7 +383,7 @@ class CardShell(cmd.Cmd):
             else:
                 self.current_ef = fid
                 self.seen.setdefault(self.where, {})[fid] = "EF"
-                self.say(f"{fid:04X} is an EF of {self.where}: it is now the current file (cat reads it)")
+                self.say(self.msgs("shell.ef_current", fid=f"{fid:04X}", where=self.where))
             return
         name = target.encode("utf-8")
         data, sw = self._select(0x04, name)
@@ -403,7 +405,7 @@ class CardShell(cmd.Cmd):
         self.current_ef = None
         self.last_fci = fci
         if sw == 0x6283:
-            self.say(self.s("33", "the application is blocked (selected; file commands answer 6A81)"))
+            self.say(self.s("33", self.msgs("shell.app_blocked")))
 
     def _fid_of(self, name: bytes):
         for fid, kind in self.seen.get(self.where, {}).items():
@@ -441,9 +443,10 @@ class CardShell(cmd.Cmd):
         apps = self._dir_applications()
         seen = self.seen.setdefault(self.where, {})
         if not found and not apps:
-            self.say("(no files found)")
+            self.say(self.msgs("shell.no_files"))
             return
-        self.say(self.s("1", f"{'FID':6s}{'type':18s}name / content"))
+        w = self.msgs.word
+        self.say(self.s("1", f"{'FID':6s}{self.msgs.pad(self.msgs('shell.file_type'), 18)}{w('name / content')}"))
         for fid in sorted(found):
             kind, detail = found[fid]
             if kind == "DF":
@@ -451,9 +454,9 @@ class CardShell(cmd.Cmd):
                 self.say(f"{fid:04X}  {'DF':16s}  {_text_or_hex(detail)}")
             else:
                 seen[fid] = "EF"
-                self.say(f"{fid:04X}  {'EF ' + detail:16s}  SFI {fid:02X}")
+                self.say(f"{fid:04X}  {self.msgs.pad('EF ' + w(detail), 16)}  SFI {fid:02X}")
         if apps:
-            self.say(self.s("1", "applications listed in the DIR file:"))
+            self.say(self.s("1", self.msgs("shell.dir_apps")))
             for aid, label in apps:
                 self.say(f"  aid:{aid.hex().upper()}" + (f"  {_text_or_hex(label)}" if label else ""))
 
@@ -525,9 +528,9 @@ class CardShell(cmd.Cmd):
             try:
                 sfi = int(target[4:], 16)
             except ValueError:
-                raise UsageError(f"{target}: sfi:N with N in hex, 1 to 1F") from None
+                raise UsageError(self.msgs("shell.sfi_range", target=target)) from None
             if not 1 <= sfi <= 0x1F:
-                raise UsageError(f"{target}: sfi:N with N in hex, 1 to 1F")
+                raise UsageError(self.msgs("shell.sfi_range", target=target))
             label = f"SFI {sfi:02X}"
         elif target:
             try:
@@ -535,14 +538,14 @@ class CardShell(cmd.Cmd):
                 if len(target) != 4:
                     raise ValueError
             except ValueError:
-                raise UsageError(f"{target}: a FID is 4 hex digits (or sfi:N)") from None
+                raise UsageError(self.msgs("shell.fid_digits", target=target)) from None
             self.ok(bytes((0x00, 0xA4, 0x02, 0x00, 0x02)) + fid.to_bytes(2, "big"), f"SELECT {fid:04X}")
             self.current_ef = fid
             label = f"{fid:04X}"
         elif self.current_ef is not None:
             label = f"{self.current_ef:04X}"
         else:
-            raise UsageError("no current EF: cat FID, cat sfi:N, or cd to an EF first")
+            raise UsageError(self.msgs("shell.no_ef"))
         log_like = sfi == 0x18 or (sfi is None and (self.current_ef == 0x0018))
         if record is None:
             p1 = 0x80 | sfi if sfi is not None else 0x00
@@ -556,7 +559,7 @@ class CardShell(cmd.Cmd):
                         break
                     content += data
                     offset += len(data)
-                self.say(self.s("1", f"{label}: binary, {len(content)} bytes"))
+                self.say(self.s("1", self.msgs("shell.binary", label=label, n=len(content))))
                 for line in hexdump(content):
                     self.say(f"  {line}")
                 return
@@ -574,43 +577,49 @@ class CardShell(cmd.Cmd):
                 raise self.fail(f"READ RECORD {n} of {label}: {sw:04X} {describe_sw(sw, self.lang)}")
             shown += 1
             rows.append((n, data))
-        self.say(self.s("1", f"{label}: {shown} record(s)"))
+        self.say(self.s("1", self.msgs("shell.records", label=label, n=shown)))
         for n, data in rows:
             if log_like and len(data) == 23:
-                self.say(f"  record {n}: {self._record_text(data)}")
+                self.say("  " + self.msgs("shell.record", n=n, text=self._record_text(data)))
             else:
-                self.say(f"  record {n}: {hex_spaced(data)}" + (f"  {_text_or_hex(data[2:])}"
-                                                               if len(data) > 2 and data[1] == len(data) - 2 else ""))
+                text = hex_spaced(data) + (f"  {_text_or_hex(data[2:])}" if len(data) > 2 and data[1] == len(data) - 2
+                                           else "")
+                self.say("  " + self.msgs("shell.record", n=n, text=text))
 
     def _record_text(self, r: bytes) -> str:
-        return (f"counter {int.from_bytes(r[0:2], 'big')}  {TX_WORDS.get(r[9], f'type {r[9]:02X}')}  "
-                f"amount {_money(int.from_bytes(r[5:9], 'big'))}  overdraw {_money(int.from_bytes(r[2:5], 'big'))}  "
-                f"terminal {r[10:16].hex().upper()}  {r[16:18].hex()}-{r[18:19].hex()}-{r[19:20].hex()} "
-                f"{r[20:21].hex()}:{r[21:22].hex()}:{r[22:23].hex()}")
+        return self.msgs("shell.record_text", counter=int.from_bytes(r[0:2], "big"), type=self._tx_word(r[9]),
+                         amount=_money(int.from_bytes(r[5:9], "big")), overdraw=_money(int.from_bytes(r[2:5], "big")),
+                         terminal=r[10:16].hex().upper(), date=f"{r[16:18].hex()}-{r[18:19].hex()}-{r[19:20].hex()}",
+                         time=f"{r[20:21].hex()}:{r[21:22].hex()}:{r[22:23].hex()}")
+
+    def _tx_word(self, code: int) -> str:
+        return self.msgs.tx_type(code, TX_WORDS.get(code, f"type {code:02X}"))
 
     def do_info(self, arg: str) -> None:
         """info — the card, the current DF and its FCI decoded"""
-        self.say(f"card       {self.transport.label}")
-        self.say(f"ATR        {hex_spaced(self.transport.atr)}")
-        self.say(f"path       {self.where}" + (f"  (current EF {self.current_ef:04X})" if self.current_ef else ""))
+        w, pad = self.msgs.word, self.msgs.pad
+        self.say(f"{pad(w('card'), 11)}{self.transport.label}")
+        self.say(f"{pad(w('ATR'), 11)}{hex_spaced(self.transport.atr)}")
+        self.say(f"{pad(w('path'), 11)}{self.where}" + (f"  ({w('current EF')} {self.current_ef:04X})"
+                                                        if self.current_ef else ""))
         name = self.path[-1][1] if self.path else b""
         if name:
-            self.say(f"DF name    {_text_or_hex(name)}" + (f"  ({name.hex().upper()})" if name.isascii()
-                                                             and name.decode('ascii', 'replace').isprintable()
-                                                             else ""))
+            self.say(f"{pad(w('DF name'), 11)}{_text_or_hex(name)}" + (
+                f"  ({name.hex().upper()})" if name.isascii() and name.decode('ascii', 'replace').isprintable()
+                else ""))
         if self.keys is not None:
-            self.say(f"keys       {self.keys.label}")
-        self.say(f"terminal   {self.terminal.hex().upper()}")
+            self.say(f"{pad(w('keys'), 11)}{self.keys.label}")
+        self.say(f"{pad(w('terminal'), 11)}{self.terminal.hex().upper()}")
         if self.last_fci:
-            self.say(f"FCI        {hex_spaced(self.last_fci)}")
+            self.say(f"{pad(w('FCI'), 11)}{hex_spaced(self.last_fci)}")
             for tag, value, depth in tlv_items(self.last_fci):
-                meaning = {0x6F: "FCI template", 0x84: "DF name", 0xA5: "proprietary data",
-                           0x88: "SFI of the DIR file", 0x9F0C: "issuer data (0015)",
-                           0xBF0C: "FCI issuer discretionary data"}.get(tag, "")
+                meaning = w({0x6F: "FCI template", 0x84: "DF name", 0xA5: "proprietary data",
+                             0x88: "SFI of the DIR file", 0x9F0C: "issuer data (0015)",
+                             0xBF0C: "FCI issuer discretionary data"}.get(tag, ""))
                 text = hex_spaced(value) if tag not in (0x6F, 0xA5, 0xBF0C) else ""
                 if tag == 0x9F0C and len(value) >= 20:
-                    text += f"  → application serial {value[12:20].hex().upper()}"
-                self.say(f"  {'  ' * depth}{tag:02X} {meaning:28s} {text}".rstrip())
+                    text += f"  → {w('application serial')} {value[12:20].hex().upper()}"
+                self.say(f"  {'  ' * depth}{tag:02X} {pad(meaning, 28)} {text}".rstrip())
 
     # -- authentication & raw --------------------------------------------------------------------------
 
@@ -633,7 +642,7 @@ class CardShell(cmd.Cmd):
         _data, sw = self.xfer(bytes((0x00, 0x20, 0x00, kid, len(value))) + value)
         if sw != 0x9000:
             raise self.fail(f"VERIFY: {sw:04X} {describe_sw(sw, self.lang)}")
-        self.say("PIN verified")
+        self.say(self.msgs("shell.pin_verified"))
 
     def do_apdu(self, arg: str) -> None:
         """apdu HEX — send an APDU as it is (61XX and 6CXX followed automatically): apdu 00 84 00 00 04"""
@@ -641,10 +650,10 @@ class CardShell(cmd.Cmd):
             raise UsageError("apdu HEX")
         apdu = parse_hex(arg)
         if len(apdu) < 4:
-            raise UsageError("an APDU has at least 4 bytes (CLA INS P1 P2)")
+            raise UsageError(self.msgs("shell.apdu_short"))
         _data, sw = self.xfer(apdu)
         if sw >> 8 in (0x90,):
-            self.say(self.s("32", "Success!"))
+            self.say(self.s("32", self.msgs("shell.success")))
         else:
             raise self.fail(f"{sw:04X} {describe_sw(sw, self.lang)}")
 
@@ -655,7 +664,7 @@ class CardShell(cmd.Cmd):
         except ValueError:
             raise UsageError("challenge [N]") from None
         data = self.ok(bytes((0x00, 0x84, 0x00, 0x00, n)), "GET CHALLENGE")
-        self.say(f"random {data.hex().upper()}")
+        self.say(self.msgs("shell.random", hex=data.hex().upper()))
 
     def do_reset(self, arg: str) -> None:
         """reset — power the card off and on (security state cleared), then select the MF"""
@@ -680,7 +689,7 @@ class CardShell(cmd.Cmd):
     def _purse_arg(self, words: list) -> int:
         names = [w for w in words if w.lower() in PURSES]
         if len(names) > 1:
-            raise UsageError("one purse: ep or ed")
+            raise UsageError(self.msgs("shell.one_purse"))
         return PURSES[names[0].lower()] if names else PURSES["ep"]
 
     def complete_balance(self, text, line, begidx, endidx):
@@ -698,7 +707,7 @@ class CardShell(cmd.Cmd):
 
     def _need_keys(self, what: str):
         if self.keys is None:
-            raise UsageError(f"{what} needs keys: start the shell with --keys FILE (a key set, or 'sample')")
+            raise UsageError(self.msgs("shell.needs_keys", what=what))
         return self.keys.issuer_keys()
 
     def do_balance(self, arg: str) -> None:
@@ -706,8 +715,8 @@ class CardShell(cmd.Cmd):
         purse = self._purse_arg(arg.split())
         self.ensure_application()
         data = self.ok(bytes((0x80, 0x5C, 0x00, purse, 0x04)), "GET BALANCE")
-        name = "EP" if purse == 2 else "ED"
-        self.say(self.s("1", f"{name} balance {_money(int.from_bytes(data, 'big'))}"))
+        name = self.msgs.purse("EP" if purse == 2 else "ED")
+        self.say(self.s("1", self.msgs("shell.balance", purse=name, money=_money(int.from_bytes(data, "big")))))
 
     def _transaction(self, kind: str, arg: str):
         from .terminal import purse as tx
@@ -715,7 +724,7 @@ class CardShell(cmd.Cmd):
         words = arg.split()
         amounts = [w for w in words if w.lower() not in PURSES]
         if len(amounts) != 1:
-            raise UsageError(f"{kind} AMOUNT [ep|ed]  (AMOUNT in fen, or yuan with a decimal point: 2.50)")
+            raise UsageError(self.msgs("shell.amount_usage", kind=kind))
         amount = parse_amount(amounts[0])
         purse = self._purse_arg(words)
         keys = self._need_keys(kind)
@@ -740,7 +749,7 @@ class CardShell(cmd.Cmd):
             if type(exc).__name__ in ("HostError", "PSAMError", "KeySetError"):
                 raise self.fail(f"{kind}: {exc}") from None
             raise
-        self.say(self.s("1", str(record)))
+        self.say(self.s("1", self.msgs.transaction(record)))
 
     def do_load(self, arg: str) -> None:
         """load AMOUNT [ep|ed] — 圈存: INITIALIZE FOR LOAD, MAC1 checked and MAC2 made by the load host, CREDIT
@@ -772,23 +781,26 @@ class CardShell(cmd.Cmd):
                 raise self.fail(f"READ RECORD {n} (SFI {sfi:02X}): {sw:04X} {describe_sw(sw, self.lang)}")
             rows.append((n, data))
         if not rows:
-            self.say("no transactions")
+            self.say(self.msgs("shell.no_transactions"))
             return
-        self.say(self.s("1", f"{'#':>2}  {'counter':>7}  {'type':16s}  {'amount':>9}  {'overdraw':>9}  "
-                             f"{'terminal':12s}  date        time"))
+        w, pad = self.msgs.word, self.msgs.pad
+        counter_width = max(7, display_width(w("counter")))
+        self.say(self.s("1", f"{'#':>2}  {pad(w('counter'), counter_width, True)}  {pad(w('type'), 16)}  "
+                             f"{pad(w('amount'), 9, True)}  {pad(w('overdraw'), 9, True)}  "
+                             f"{pad(w('terminal'), 12)}  {pad(w('date'), 10)}  {w('time')}"))
         for n, r in rows:
             if len(r) != 23:
                 self.say(f"{n:>2}  {hex_spaced(r)}")
                 continue
             date, t = r[16:20].hex(), r[20:23].hex()
-            self.say(f"{n:>2}  {int.from_bytes(r[0:2], 'big'):>7}  {TX_WORDS.get(r[9], f'type {r[9]:02X}'):16s}  "
+            self.say(f"{n:>2}  {int.from_bytes(r[0:2], 'big'):>{counter_width}}  {pad(self._tx_word(r[9]), 16)}  "
                      f"{_money(int.from_bytes(r[5:9], 'big')):>9}  {_money(int.from_bytes(r[2:5], 'big')):>9}  "
                      f"{r[10:16].hex().upper():12s}  {date[:4]}-{date[4:6]}-{date[6:]}  {t[:2]}:{t[2:4]}:{t[4:]}")
 
     def do_keys(self, arg: str) -> None:
         """keys — the key source the purse commands use (names only, never values)"""
         if self.keys is None:
-            self.say("no keys (start the shell with --keys FILE)")
+            self.say(self.msgs("shell.no_keys"))
             return
         self.say(f"{self.keys.label}: " + ", ".join("@" + n for n in self.keys.names()))
 
@@ -815,7 +827,8 @@ def add_parser(sub) -> None:
                    help="6-byte terminal id for load and purchase (default %(default)s)")
     p.add_argument("--aid", metavar="HEX", default=CITY_AID.hex().upper(),
                    help="the application purse commands enter from the MF (default %(default)s)")
-    p.add_argument("--lang", choices=("en", "zh"), default="en", help="language of command names and status words")
+    p.add_argument("--lang", choices=("en", "zh"), default="en",
+                   help="language of the output: command and field names, status words, messages")
     p.add_argument("--trace", choices=("full", "short", "off"), default="full",
                    help="how APDUs are shown (default full: decoded with fields)")
     add_color_option(p)
@@ -877,12 +890,11 @@ def run(args, stdin=None, out=None) -> int:
     history = _setup_readline() if interactive else None
     try:
         if interactive:
-            print(f"cardos shell on {transport.label} — ATR {hex_spaced(transport.atr)}; help lists the commands",
-                  file=out)
+            print(shell.msgs("shell.intro", label=transport.label, atr=hex_spaced(transport.atr)), file=out)
         try:
             shell.select_mf()
         except Failed as exc:
-            print(shell.s("33", f"no MF selected ({exc})"), file=out)
+            print(shell.s("33", shell.msgs("shell.no_mf", reason=exc)), file=out)
         except TransportError:
             raise
         shell._update_prompt()

@@ -24,7 +24,8 @@ def add_parsers(sub) -> None:
                        help="a PC/SC reader: exact name, number, or unique substring")
     p.add_argument("--keys", metavar="FILE", help="key set for @name references and purse steps "
                    "(a cardos key-set file, a shipped key-set name, or 'sample' for the sample card's TEST keys)")
-    p.add_argument("--lang", choices=("en", "zh"), default="en", help="language of status-word meanings")
+    p.add_argument("--lang", choices=("en", "zh"), default="en",
+                   help="language of command names, field names, status-word meanings and the summary")
     p.add_argument("--no-color", action="store_true", help="no colour (also when NO_COLOR is set; "
                    "colour is only used on a terminal anyway)")
     p.add_argument("--json", nargs="?", const="-", metavar="FILE",
@@ -64,7 +65,8 @@ def add_parsers(sub) -> None:
         description="Read a log or script (scriptor output '> ...' / '< ...', apdu4j 'A>>' / 'A<<', plain hex "
                     "command lines, or pasted command+response pairs) and print each APDU decoded.")
     p.add_argument("file", metavar="FILE", help="log file, or - for stdin")
-    p.add_argument("--lang", choices=("en", "zh"), default="en")
+    p.add_argument("--lang", choices=("en", "zh"), default="en",
+                   help="language of command names, field names and status-word meanings")
     p.add_argument("--no-color", action="store_true")
     p.add_argument("--show-keys", action="store_true", help="show the key values of plain WRITE KEY commands "
                    "(masked otherwise)")
@@ -180,7 +182,10 @@ def _run(args, now, reporter, json_reporter, junit, err) -> int:
             junit.end_run({})
         return EXIT_TRANSPORT
     started = time.perf_counter()
-    runner = Runner(transport, reporter, now=now, get_response=args.get_response, keep_going=args.keep_going)
+    from ..i18n import Messages
+
+    runner = Runner(transport, reporter, now=now, get_response=args.get_response, keep_going=args.keep_going,
+                    messages=Messages(args.lang))
     reporter.start_run({"card": transport.label, "backend": transport.backend, "atr": transport.atr.hex().upper()})
     results = []
     try:

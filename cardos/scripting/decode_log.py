@@ -24,7 +24,7 @@ _CMD = re.compile(r"^(\s*)(?:A>>|>>|>|->|Sending:|send:?|C:)\s*(.*)$", re.IGNORE
 _RSP = re.compile(r"^(\s*)(?:A<<|<<|<|<-|recv:?|R:)\s*(.*)$", re.IGNORECASE)
 _OPENSC_RSP = re.compile(r"^\s*Received \(SW1=0x([0-9A-Fa-f]{2}), SW2=0x([0-9A-Fa-f]{2})\)(:?)\s*$")
 _COMPACT = re.compile(r"^\s*·\s*(.*?)\s+→\s+(.*)$")  # cardos shell probes: "· CMD  NAME  → RSP meaning"
-_FIELDS = re.compile(r"^\s*(?:[A-Za-z_][\w.]*=\S+(?:\s+\([^)]*\))?\s*)+$")  # "key_id=01 amount=... (1.00)"
+_FIELDS = re.compile(r"^\s*(?:[^\W\d][\w.]*=\S+(?:\s+\([^)]*\))?\s*)+$")  # "key_id=01 amount=... (1.00)"
 _NOISE = re.compile(r"T=[01]|\([^)]*\)|\[\]")
 _HEX = re.compile(r"(?:[0-9A-Fa-f]{2})+")
 

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from ..i18n import Phrase
 from .expr import Context, Var, evaluate
 from .lexer import Pos, ScriptError
 
@@ -106,11 +107,11 @@ class DataPattern:
         if ANY not in items:
             for k in range(min(len(fixed), len(data))):
                 if data[k] & fixed[k][1] != fixed[k][0]:
-                    return f"byte {k} is {data[k]:02X}, expected {_show(fixed[k])}"
-            return f"{len(data)} bytes, expected {len(fixed)}"
+                    return Phrase("pattern.byte", k=k, got=f"{data[k]:02X}", want=_show(fixed[k]))
+            return Phrase("pattern.length", n=len(data), want=len(fixed))
         if furthest < len(data):
-            return f"no match from byte {furthest} ({data[furthest]:02X})"
-        return f"{len(data)} bytes, too short for the pattern"
+            return Phrase("pattern.from_byte", k=furthest, got=f"{data[furthest]:02X}")
+        return Phrase("pattern.too_short", n=len(data))
 
 
 def _show(item) -> str:

@@ -19,6 +19,7 @@ from ..decoder import (
     describe_sw,
     hex_spaced,
 )
+from ..i18n import Messages
 from ..redact import apdu_hex
 from ..ui import Style as _Style  # colour shared by every cardos command (cardos/ui.py)
 from ..ui import use_color  # noqa: F401  (re-exported: cardos.scripting.report.use_color)
@@ -28,12 +29,22 @@ WRAP = 16  # bytes per line of undivided data
 
 
 
-def _fields_text(fields) -> str:
-    """``name=HEX (reading)`` for split data; nothing when there is only one field without a reading."""
+def _fields_text(fields, msgs: Messages | None = None, command: bytes = b"") -> str:
+    """``name=HEX (reading)`` for split data; nothing when there is only one field without a reading.
+
+    Names and transaction-type readings in the language of ``msgs`` (``command``: the APDU the fields belong to).
+    """
     named = [f for f in fields if f.name != "data"]
     if len(named) == 1 and not named[0].note and len(fields) == 1:
         return ""
-    return " ".join(f"{f.name}={f.hex()}" + (f" ({f.note})" if f.note else "") for f in fields if f.name != "data")
+    msgs = msgs or Messages()
+
+    def note(f) -> str:
+        if f.name == "type" and f.note:
+            return msgs.tx_type(f.value[0], f.note)
+        return f.note
+    return " ".join(f"{msgs.field(f.name, command)}={f.hex()}" + (f" ({note(f)})" if f.note else "")
+                    for f in fields if f.name != "data")
 
 
 def _data_groups(fields) -> list:
@@ -75,6 +86,7 @@ class HumanReporter:
         self.err = err
         self.s = _Style(color)
         self.lang = lang
+        self.msgs = Messages(lang)
         self.quiet = quiet
         self.summary = summary
         self._header = None
@@ -86,7 +98,7 @@ class HumanReporter:
             print(text, file=self.out)
 
     def start_run(self, info: dict) -> None:
-        self._print(self.s("2", f"card: {info.get('card', '?')}"))
+        self._print(self.s("2", self.msgs("run.card", card=info.get('card', '?'))))
 
     def start_script(self, path: str) -> None:
         self._header = None
@@ -110,11 +122,11 @@ class HumanReporter:
             self._print(f"  > {lines[0]}{name}{note}")
             for extra in lines[1:]:
                 self._print(f"    {extra}")
-            labels = _fields_text(dc.fields)
+            labels = _fields_text(dc.fields, self.msgs, ev.command)
             if labels:
                 self._print(self.s("2", f"    {labels}"))
         else:
-            self._head(ev.pos, "response")
+            self._head(ev.pos, self.msgs("trace.response"))
         if len(ev.response) < 2:
             return
         data = ev.data
@@ -133,7 +145,7 @@ class HumanReporter:
             for extra in groups[1:]:
                 self._print(f"    {extra}")
             self._print(f"    {tail}")
-        labels = _fields_text(fields)
+        labels = _fields_text(fields, self.msgs, ev.original or ev.command)
         if labels:
             self._print(self.s("2", f"    {labels}"))
 
@@ -141,11 +153,11 @@ class HumanReporter:
         where = f"{ev.pos.file}:{ev.pos.line}"
         if ev.ok:
             shown = ev.expected if ev.expected.startswith("expect ") else f"=> {ev.expected}"
-            self._print(f"  {self.s('32', 'ok')}   {shown if ev.expected else ev.message}")
+            self._print(f"  {self.s('32', self.msgs('run.ok'))}   {shown if ev.expected else ev.message}")
         else:
-            text = ev.message or f"expected {ev.expected}, got {ev.actual}"
+            text = ev.message or self.msgs("run.expected_got", expected=ev.expected, actual=ev.actual)
             self.failures.append(f"{where}: {text}")
-            self._print(f"  {self.s('1;31', 'FAIL')} {where}: {text}")
+            self._print(f"  {self.s('1;31', self.msgs('run.fail'))} {where}: {text}")
 
     def message(self, ev) -> None:
         self._print(self.s("35", f"  # {ev.text}"))
@@ -156,19 +168,22 @@ class HumanReporter:
 
     def end_script(self, result) -> None:
         if result.status == "skipped":
-            self._print(self.s("33", f"  skipped: {result.skipped}"))
+            self._print(self.s("33", "  " + self.msgs("run.skipped", why=result.skipped)))
 
     def end_run(self, summary: dict) -> None:
         if not self.summary:
             return
         counts = summary["counts"]
-        parts = [f"{counts[k]} {k}" for k in ("passed", "failed", "error", "skipped", "transport") if counts.get(k)]
-        line = (f"{summary['scripts']} script(s): {', '.join(parts) or 'none run'} — {summary['apdus']} APDUs, "
-                f"{summary['checks']} checks, {summary['failures']} failed ({summary['seconds']:.2f} s)")
+        msgs = self.msgs
+        parts = [msgs("run.count", n=counts[k], status=msgs(f"run.status.{k}"))
+                 for k in ("passed", "failed", "error", "skipped", "transport") if counts.get(k)]
+        line = msgs("run.summary", scripts=summary["scripts"],
+                    counts=msgs("run.count_separator").join(parts) or msgs("run.none_run"), apdus=summary["apdus"],
+                    checks=summary["checks"], failures=summary["failures"], seconds=f"{summary['seconds']:.2f}")
         colour = "1;32" if summary["exit"] == 0 else "1;31"
         print(self.s(colour, f"== {line}"), file=self.out)
         if self.failures and not self.quiet:
-            print("failed:", file=self.out)
+            print(msgs("run.failed_list"), file=self.out)
         for failure in self.failures:
             print(f"  {failure}", file=self.out)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from ..apdu import CardError, parse
 from ..crypto import DES, SM4
 from ..decoder import decode_command, decode_response
+from ..i18n import Messages
 from ..sw import describe
 from .expr import Context, LcMark, LeSep, evaluate
 from .lexer import Pos, ScriptError
@@ -121,8 +122,9 @@ def sw_bytes(sw: int) -> bytes:
 
 class Runner:
     def __init__(self, transport, reporter, *, now=None, get_response: str = "auto", keep_going: bool = False,
-                 randbytes=None):
+                 randbytes=None, messages: Messages | None = None):
         self.transport = transport
+        self.msgs = messages or Messages()  # the language of expectation mismatches
         self.reporter = reporter
         self.now = now
         self.default_get_response = get_response
@@ -187,12 +189,14 @@ class Runner:
         sw_ok = expect.sw.matches(sw, self.ctx)
         problems = []
         if not sw_ok:
-            problems.append(f"status word {sw:04X} ({describe(sw)}), expected {expect.sw.text()}")
+            problems.append(self.msgs("check.sw", sw=f"{sw:04X}", meaning=describe(sw, self.msgs.lang),
+                                      expected=expect.sw.text()))
         if expect.data is not None:
             why = expect.data.match(outcome.data, self.ctx)
             if why is not None:
-                shown = outcome.data.hex().upper() or "no data"
-                problems.append(f"response data {shown} does not match {expect.data.text()}: {why}")
+                shown = outcome.data.hex().upper() or self.msgs("check.no_data")
+                problems.append(self.msgs("check.data", shown=shown, expected=expect.data.text(),
+                                          why=self.msgs.again(why)))
             actual = (outcome.data.hex().upper() + " " if outcome.data else "") + actual
         self.check(pos or self._pos, not problems, expect.text(), actual, "; ".join(problems))
 
@@ -269,8 +273,10 @@ class Runner:
             value = evaluate(stmt.cond.left, ctx)
             why = stmt.cond.right.match(value, ctx)
             ok = (why is None) != stmt.cond.negate
-            message = "" if ok else (f"{value.hex().upper() or '(empty)'} {'matches' if stmt.cond.negate else 'is not'} "
-                                     f"{stmt.cond.right.text()[1:-1]}" + (f": {why}" if why and not stmt.cond.negate else ""))
+            message = "" if ok else (
+                self.msgs("check.matches" if stmt.cond.negate else "check.is_not",
+                          value=value.hex().upper() or self.msgs("check.empty"), pattern=stmt.cond.right.text()[1:-1])
+                + (f": {self.msgs.again(why)}" if why and not stmt.cond.negate else ""))
             self.check(stmt.pos, ok, stmt.text, value.hex().upper(), message)
         elif isinstance(stmt, Require):
             if stmt.backend != self.transport.backend:

@@ -247,7 +247,7 @@ def _transaction(runner, step, role: str, body):
     if failure is not None:
         runner.check(step.pos, False, "verified", "not verified", failure)
     elif record is not None:
-        runner.reporter.message(Message(step.pos, str(record)))
+        runner.reporter.message(Message(step.pos, runner.msgs.transaction(record)))
     return outcome
 
 
