@@ -262,7 +262,7 @@ def test_destructive_tests_need_the_key_set(reader_card, tmp_path):
 
 def test_cli_errors(tmp_path):
     r = run_conformance("--card", tmp_path / "missing.json")
-    assert r.returncode == 3 and "no such card image" in r.stdout + r.stderr
+    assert r.returncode == 2 and "no such card image" in r.stderr
     r = run_conformance("--keys", tmp_path / "nokeys.json", "-k", "test_load_ep")
     assert r.returncode == 2 and "nokeys.json" in r.stdout + r.stderr
     r = run_conformance("--card", "a.json", "--reader", "x")

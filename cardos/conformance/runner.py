@@ -9,8 +9,8 @@ plugin's options, so everything pytest offers works the same way from ``pytest``
     cardos conformance --reader ACS --keys issuer.json --serial 3100000000000304
 
 Exit status: 0 every test passed, 1 some test failed (the card does not conform), 2 a usage
-problem (bad key set, no tests selected), 3 no card / no reader / the card is not the one
-``--serial`` names.
+problem (a missing or bad image, bad key set, no tests selected), 3 no card / no reader / the card
+is not the one ``--serial`` names.
 """
 from __future__ import annotations
 
@@ -63,9 +63,43 @@ def pytest_args(args) -> list:
     return out
 
 
+def preflight(args) -> tuple[str, int] | None:
+    """What stops the run before pytest starts, as (one line, exit code): a missing or bad image or an
+    output path in a missing directory (2), no pcscd, reader or card (3). ``None`` when all is well."""
+    from ..textfile import write_problem
+
+    if args.card:
+        from ..image import ImageError, card_state_from_dict, read_image
+
+        try:
+            card_state_from_dict(read_image(args.card))  # read only: the suite works on a copy
+        except ImageError as exc:
+            return str(exc), 2
+        except (ValueError, TypeError, KeyError) as exc:
+            return f"{args.card}: {exc}", 2
+    for option, path in (("--junit-xml", args.junit_xml), ("--json", args.json)):
+        problem = write_problem(path) if path else None
+        if problem:
+            return f"{option} {path}: cannot write: {problem}", 2
+    if args.reader and not args.vpcd:
+        from ..transports.pcsc import PcscTransport, TransportError
+
+        try:
+            PcscTransport(args.reader).close()  # connects, sends nothing
+        except TransportError as exc:
+            return str(exc), 3
+    return None
+
+
 def run(args) -> int:
+    import sys
+
     import pytest
 
+    problem = preflight(args)
+    if problem is not None:
+        print(f"cardos conformance: error: {problem[0]}", file=sys.stderr)
+        return problem[1]
     code = pytest.main(pytest_args(args))
     return EXIT_CODES.get(int(code), 3)
 
