@@ -364,8 +364,9 @@ def _run_many(args, out) -> int:
                 _run_issue(one, buffer)
             except BaseException:
                 bar.close()
-                print(f"cardos: issued {done} of {args.count} cards before serial {one.serial} failed",
-                      file=sys.stderr)
+                if done:  # what was made before the error (the error itself is the next line)
+                    print(f"cardos: issued {done} of {args.count} cards before serial {one.serial} failed",
+                          file=sys.stderr)
                 raise
             done += 1
             if args.verbose:  # one line per card (and its APDUs); otherwise the progress line and the summary

@@ -81,6 +81,8 @@ CASES = [
     ("settle-dir-as-records", ["settle", "adir", "--keys", "k.json"], 2, "adir"),
     ("settle-garbage-records", ["settle", "garbage.bin", "--keys", "k.json"], 2, "garbage.bin"),
     ("settle-card-as-keys", ["settle", "ok.apdu", "--keys", "issued.card"], 2, "issued.card"),
+    ("settle-dir-as-keys", ["settle", "ok.apdu", "--keys", "adir"], 2, "adir"),
+    ("settle-garbage-keys", ["settle", "ok.apdu", "--keys", "garbage.bin"], 2, "garbage.bin"),
     # keys
     ("keys-new-missing-dir", ["keys", "new", "nodir/k.json"], 2, "nodir/k.json"),
     ("keys-new-onto-a-dir", ["keys", "new", "adir"], 2, "adir"),
@@ -119,6 +121,7 @@ CASES = [
     ("conformance-garbage-image", ["conformance", "--card", "garbage.bin"], 2, "garbage.bin"),
     ("conformance-report-missing-dir", ["conformance", "--junit-xml", "nodir/r.xml"], 2, "nodir/r.xml"),
     ("conformance-json-missing-dir", ["conformance", "--json", "nodir/r.json"], 2, "nodir/r.json"),
+    ("conformance-garbage-keys", ["conformance", "--keys", "garbage.bin"], 2, "garbage.bin"),
     ("conformance-no-pcscd", ["conformance", "-r", "0"], 3, NO_PCSCD),
     # bench: only the argument errors found before any work
     ("bench-unknown-part", ["bench", "--only", "nosuch"], 2, "nosuch"),
@@ -135,6 +138,7 @@ CASES = [
     ("run-keyset-as-image", ["run", "ok.apdu", "--card", "k.json"], 2, "k.json"),
     ("run-card-as-keys", ["run", "ok.apdu", "--keys", "issued.card"], 2, "issued.card"),
     ("run-json-missing-dir", ["run", "ok.apdu", "--json", "nodir/r.json"], 2, "nodir/r.json"),
+    ("run-junit-is-a-dir", ["run", "ok.apdu", "--card", "blank.card", "--junit-xml", "adir"], 2, "adir"),
     ("run-no-pcscd", ["run", "ok.apdu", "-r", "0"], 3, NO_PCSCD),
     # convert
     ("convert-output-missing-dir", ["convert", "ok.apdu", "--to", "scriptor", "-o", "nodir/x"], 2, "nodir/x"),

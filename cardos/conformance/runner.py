@@ -77,6 +77,13 @@ def preflight(args) -> tuple[str, int] | None:
             return str(exc), 2
         except (ValueError, TypeError, KeyError) as exc:
             return f"{args.card}: {exc}", 2
+    if args.keys:
+        from ..keyset import KeySetError, load
+
+        try:
+            load(args.keys)
+        except KeySetError as exc:
+            return str(exc), 2
     for option, path in (("--junit-xml", args.junit_xml), ("--json", args.json)):
         problem = write_problem(path) if path else None
         if problem:

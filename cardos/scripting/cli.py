@@ -6,7 +6,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from ..textfile import TextFileProblem, read_text
+from ..textfile import TextFileProblem, read_text, write_problem
 
 EXIT_OK, EXIT_FAILED, EXIT_SCRIPT, EXIT_TRANSPORT = 0, 1, 2, 3
 
@@ -108,6 +108,9 @@ def cmd_run(args, out=None, err=None) -> int:
             except OSError as exc:
                 return _usage(f"--json {args.json}: cannot write: {exc.strerror}")
             json_reporter = JsonReporter(json_file, args.lang, show_keys=args.show_keys)
+    problem = write_problem(args.junit_xml) if args.junit_xml else None
+    if problem:  # found before the card is touched, not after the run
+        return _usage(f"--junit-xml {args.junit_xml}: cannot write: {problem}")
     junit = JUnitReporter(args.junit_xml, args.lang, show_keys=args.show_keys) if args.junit_xml else None
     try:
         return _run(args, now, Reporters(human, json_reporter, junit), json_reporter, junit, err)
