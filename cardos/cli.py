@@ -2,7 +2,8 @@
 
 Each subcommand's handler is a ``_cmd_*`` function or a lazily imported ``run`` (:func:`_lazy`),
 registered in :func:`build_parser`.
-Errors are one line naming the file and the problem, exit code 2.
+Errors are one line naming the file and the problem; exit codes (docs/cli.md): 0 done, 1 a check
+failed or the card said no, 2 usage or input (a missing, unreadable or corrupt file), 3 transport.
 """
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ from .transports.pcsc import TransportError
 def _cmd_new(args) -> int:
     from .card import Card
 
-    Card.blank().save_as(args.path)
+    try:
+        Card.blank().save_as(args.path)
+    except OSError as exc:  # a missing directory, a read-only place (not the temporary file's name)
+        raise ImageError(args.path, f"cannot write: {exc.strerror}") from None
     print(f"wrote blank card image {args.path}")
     return 0
 
@@ -26,7 +30,7 @@ def _cmd_new(args) -> int:
 def _cmd_demo(args) -> int:
     from .demo import run_demo
 
-    return run_demo(out=sys.stdout, image=args.image, reader=args.reader)
+    return run_demo(out=sys.stdout, image=args.image, reader=args.reader, yes=args.yes)
 
 
 def _lazy(module: str, name: str = "run"):
@@ -59,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--image", metavar="PATH", help="keep the embedded demo card in this new image file")
     where.add_argument("-r", "--reader", metavar="NAME", help="a PC/SC reader by name, index or substring "
                        "(e.g. a slot filled by `cardos serve`); its card must be blank (transport key FF×8)")
+    p.add_argument("--yes", action="store_true", help="with --reader: go on although the card is not blank "
+                   "(authenticating with the transport key then spends one of its tries)")
     p.set_defaults(func=_cmd_demo)
 
     from .transports.serve import add_arguments as add_serve_arguments
@@ -146,6 +152,12 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # output piped into `head` & co.: stop quietly
         sys.stderr.close()
         return 0
+    except OSError as exc:  # last resort: a file a command could not read or write (never a traceback)
+        if exc.filename is None:  # a socket or device: the way to the card
+            print(f"cardos: error: {exc.strerror or exc}", file=sys.stderr)
+            return 3
+        print(f"cardos: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

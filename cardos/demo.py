@@ -12,8 +12,10 @@ import sys
 from contextlib import contextmanager
 
 from .redact import apdu_hex  # key values never shown (docs/robustness.md)
-from .sample import issue_sample
+from .image import ImageError
+from .sample import IssueError, issue_sample
 from .sw import describe
+from .tries import NotBlank, check_blank
 
 LOAD_TERMINAL = bytes.fromhex("000000000001")
 POS_TERMINAL = bytes.fromhex("123456789012")
@@ -33,7 +35,10 @@ def _embedded_connection(image):
 
     card = Card.blank()
     if image:
-        card.save_as(image)
+        try:
+            card.save_as(image)
+        except OSError as exc:  # a missing directory, a read-only place
+            raise ImageError(image, f"cannot write: {exc.strerror}") from None
     with emulated_reader(card):
         reader = readers()[0]
         connection = reader.createConnection()
@@ -55,26 +60,39 @@ def _pcsc_connection(spec):
         transport.close()
 
 
-def run_demo(out=sys.stdout, image=None, reader=None) -> int:
+def run_demo(out=sys.stdout, image=None, reader=None, yes: bool = False, err=None) -> int:
+    """The demo; 1 when the card in ``reader`` is not blank (nothing sent that spends a try) or refuses a step."""
+    from .terminal.purse import TransactionError
+
     opened = _pcsc_connection(reader) if reader else _embedded_connection(image)
     with opened as (label, atr, transmit):
         print(f"reader {label!r}: card present, ATR {_hex(atr)}", file=out)
-
-        def log(step, apdu, response):
-            sw = int.from_bytes(response[-2:], "big")
-            print(f"  {step:38s} > {apdu_hex(apdu)[:44]:44s} < {_hex(response[-2:])} {describe(sw)}", file=out)
-
-        print("personalizing (发卡) through APDUs:", file=out)
-        issued = issue_sample(transmit, log=log)
-        print(f"issued application serial {_hex(issued.serial)}", file=out)
-        for step, apdu in (("select city application", "00A4040009A0000000038698070100"),
-                           ("read 0015 (public application data)", "00B095001E")):
-            response = transmit(bytes.fromhex(apdu))
-            print(f"  {step:38s} > {apdu} < {_hex(response)}", file=out)
-        _top_up_and_spend(transmit, issued, out)
+        try:
+            if reader:  # a card of the user's: its transport key has only a few tries
+                check_blank(transmit, f"the card in reader {label!r}", yes)
+            _issue_and_use(transmit, out)
+        except (NotBlank, IssueError, TransactionError) as exc:
+            print(f"cardos demo: error: {exc}", file=err or sys.stderr)
+            return 1
     if image:
         print(f"card image saved to {image}", file=out)
     return 0
+
+
+def _issue_and_use(transmit, out) -> None:
+    """Personalize the blank card with the sample TEST keys, read it back, top it up and spend from it."""
+    def log(step, apdu, response):
+        sw = int.from_bytes(response[-2:], "big")
+        print(f"  {step:38s} > {apdu_hex(apdu)[:44]:44s} < {_hex(response[-2:])} {describe(sw)}", file=out)
+
+    print("personalizing (发卡) through APDUs:", file=out)
+    issued = issue_sample(transmit, log=log)
+    print(f"issued application serial {_hex(issued.serial)}", file=out)
+    for step, apdu in (("select city application", "00A4040009A0000000038698070100"),
+                       ("read 0015 (public application data)", "00B095001E")):
+        response = transmit(bytes.fromhex(apdu))
+        print(f"  {step:38s} > {apdu} < {_hex(response)}", file=out)
+    _top_up_and_spend(transmit, issued, out)
 
 
 def _top_up_and_spend(card_transmit, issued, out) -> None:

@@ -19,6 +19,8 @@ from . import profiles as P
 from .keyset import STANDARD_ROLES, KeySet, KeySetError, load as load_keyset
 from .personalize import IssueError, add_application, issue, script_header, script_text
 from .redact import apdu_hex
+from .textfile import write_problem
+from .tries import NotBlank, check_blank
 
 
 class _Fail(Exception):
@@ -156,8 +158,12 @@ def add_issue_arguments(parser) -> None:
                         help="a card in this PC/SC reader (name, unique part, or index)")
     parser.add_argument("--count", type=int, default=1, metavar="N",
                         help="issue N new cards with consecutive serials from --serial (default 1); --out then "
-                             "names each image with {serial} or {n}, e.g. --out 'cards/{serial}.card' (without "
-                             "--out: a dry run in memory); a progress line on a terminal")
+                             "names each image with {serial} or {n} (a format spec too: {n:04d}), e.g. --out "
+                             "'cards/{serial}.card' (without --out: a dry run in memory); a progress line on a "
+                             "terminal and a summary (one line per card with -v)")
+    parser.add_argument("--yes", action="store_true",
+                        help="--profile with --card or --reader: go on although the card is not blank "
+                             "(authenticating with the transport key then spends one of its tries)")
     parser.add_argument("--save-script", metavar="FILE", dest="save_script",
                         help="also save the APDU sequence as a cardos script that recomputes MACs when run")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every APDU exchange")
@@ -183,6 +189,13 @@ def _open_reader(name: str):
         return PcscTransport(name)
     except TransportError as exc:
         raise _Fail(str(exc), 3) from None
+
+
+def _check_writable(option: str, path: str | None) -> None:
+    """Refuse an output path that cannot be written before anything is sent to a card."""
+    problem = write_problem(path) if path is not None else None
+    if problem:
+        raise _Fail(f"{option} {path}: {problem}")
 
 
 def _image_card(path: str):
@@ -214,12 +227,12 @@ def run_issue(args, out=None) -> int:
     except (P.ProfileError, KeySetError, image_module.ImageError) as exc:
         _err(str(exc))
         return 2
-    except IssueError as exc:
-        _err(str(exc))
+    except IssueError as exc:  # one line: what the card refused, and what became of the image
         if args.card:
-            print(f"cardos: the card image {args.card} is unchanged", file=sys.stderr)
+            exc = f"{exc}; the card image {args.card} is unchanged"
         elif args.out:
-            print(f"cardos: nothing was written to {args.out}", file=sys.stderr)
+            exc = f"{exc}; nothing was written to {args.out}"
+        _err(str(exc))
         return 1
 
 
@@ -245,6 +258,8 @@ def _run_issue(args, out) -> int:
         raise _Fail("--save-script: a script names one key set; save it without --issuer-keys")
     if args.save_script and keyset.path is None:
         raise _Fail("--save-script needs a key-set file")
+    for option, path in (("--out", args.out), ("--save-script", args.save_script)):
+        _check_writable(option, path)
 
     # the card: in memory (new or loaded image) or in a reader
     reader = None
@@ -264,6 +279,13 @@ def _run_issue(args, out) -> int:
               file=sys.stderr)
     log = _logger(out) if args.verbose else None
     try:
+        if args.profile and not args.reissue and (args.card or reader is not None):
+            try:  # before the transport key is tried: a card that is not blank would lose a try
+                shown = (f"the card in reader {getattr(reader, 'label', args.reader)!r}" if reader is not None
+                         else f"the card image {args.card}")
+                check_blank(target, shown, args.yes)
+            except NotBlank as exc:
+                raise _Fail(str(exc), 1) from None
         if args.add_app:
             plan = add_application(target, profile, keyset, params, mf_keyset=issuer_keys, log=log)
         else:
@@ -274,14 +296,14 @@ def _run_issue(args, out) -> int:
             reader.close()
 
     if not args.reader:
-        if args.out:
-            card.save_as(args.out)
-        elif args.card:
-            try:
+        try:
+            if args.out:
+                card.save_as(args.out)
+            elif args.card:
                 card.save()
-            except OSError as exc:
-                raise _Fail(f"{args.card}: cannot save the issued card: {exc.strerror or exc}; "
-                            "the image is unchanged") from None
+        except OSError as exc:  # a missing directory, a read-only place, a full disk: nothing was written
+            raise _Fail(f"{args.out or args.card}: cannot write the card image: {exc.strerror or exc}; "
+                        "nothing was changed") from None
     apps = ", ".join(f"{a.name} ({a.df_name.hex().upper()})" for a in profile.applications)
     serial = plan.values.get("app_serial") or plan.values.get("card_serial")
     verb = "added" if args.add_app else "issued"
@@ -292,9 +314,13 @@ def _run_issue(args, out) -> int:
         what = (f"add {profile.name} to the card with serial {serial}" if args.add_app
                 else f"issue {profile.name} onto a blank card")
         text = script_text(plan, ref, script_header(plan, keyset, what))
-        fd = os.open(args.save_script, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        try:
+            fd = os.open(args.save_script, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as exc:
+            raise _Fail(f"--save-script {args.save_script}: cannot write: {exc.strerror} "
+                        f"(the card was {verb} all the same)") from None
         print(f"saved the APDU script {args.save_script} (run it with: cardos run {args.save_script} "
               "--card IMAGE | --reader NAME)", file=out)
     return 0
@@ -312,13 +338,12 @@ def _run_many(args, out) -> int:
         raise _Fail("--count must be at least 1")
     if args.add_app or args.card or args.reader or args.reissue or args.save_script:
         raise _Fail("--count issues new cards: use it with --profile and --out PATTERN (or no --out for a dry run)")
-    if args.out and "{serial}" not in args.out and "{n}" not in args.out:
-        raise _Fail(f"--out {args.out}: with --count, put {{serial}} or {{n}} in the name "
-                    "(e.g. --out 'cards/{serial}.card')")
     try:
         first = int(args.serial) if args.serial is not None else 1
     except ValueError:
         raise _Fail(f"--serial {args.serial!r}: with --count the serial is a number (the first card's)") from None
+    if args.out:
+        _image_name(args.out, first, 1)  # a bad pattern is refused before the first card
     started = time.perf_counter()
     done = 0
     with progress(args.count, "issuing") as bar:
@@ -326,7 +351,7 @@ def _run_many(args, out) -> int:
             one = copy.copy(args)
             one.count, one.serial = 1, str(first + n)
             if args.out:
-                one.out = args.out.replace("{serial}", one.serial).replace("{n}", str(n + 1))
+                one.out = _image_name(args.out, first + n, n + 1)
                 parent = os.path.dirname(one.out)
                 if parent:
                     os.makedirs(parent, exist_ok=True)
@@ -335,17 +360,33 @@ def _run_many(args, out) -> int:
                 _run_issue(one, buffer)
             except BaseException:
                 bar.close()
-                print(f"cardos: issued {done} of {args.count} cards before serial {one.serial} failed",
-                      file=sys.stderr)
+                if done:  # what was made before the error (the error itself is the next line)
+                    print(f"cardos: issued {done} of {args.count} cards before serial {one.serial} failed",
+                          file=sys.stderr)
                 raise
             done += 1
-            bar.write(buffer.getvalue().rstrip("\n"), out)
+            if args.verbose:  # one line per card (and its APDUs); otherwise the progress line and the summary
+                bar.write(buffer.getvalue().rstrip("\n"), out)
             bar.advance(note=f"serial {one.serial}")
     seconds = time.perf_counter() - started
     where = f"into {args.out}" if args.out else "in memory (dry run: nothing saved)"
     print(f"issued {done} cards, serials {first}..{first + done - 1}, {where} in {seconds:.1f} s "
           f"({seconds / done * 1000:.0f} ms per card)", file=out)
     return 0
+
+
+def _image_name(pattern: str, serial: int, n: int) -> str:
+    """``--out`` with ``{serial}`` / ``{n}`` (format specs allowed: ``{n:04d}``) filled in for one card."""
+    import string
+
+    try:
+        fields = {name for _text, name, _spec, _conv in string.Formatter().parse(pattern) if name is not None}
+        if not fields & {"serial", "n"}:
+            raise ValueError("no {serial} or {n}")
+        return pattern.format(serial=serial, n=n)
+    except (ValueError, KeyError, IndexError) as exc:
+        raise _Fail(f"--out {pattern}: with --count, put {{serial}} or {{n}} in the name, e.g. --out "
+                    f"'cards/{{serial}}.card' or 'cards/{{n:04d}}.card' ({exc})") from None
 
 
 def _keys_ref(keyset: KeySet, script_path: str) -> str:

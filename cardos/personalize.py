@@ -36,6 +36,7 @@ from .keys import Key, KeyType
 from .keyset import KeySet, KeySetError
 from .sw import describe
 from .terminal.secure import external_auth_cryptogram, protected_apdu
+from .tries import wrong_key
 
 TRANSPORT_KEY = b"\xff" * 8
 CHUNK = 200  # data bytes per UPDATE BINARY (leaves room for LD, padding and MAC)
@@ -553,8 +554,8 @@ def run(steps, transmit, log=None) -> int:
         _data, sw = link.exchange(step.label, apdu)
         if not sw_matches(sw, step.expect):
             hint = ""
-            if isinstance(step, Authenticate) and sw >> 4 == 0x63C:
-                hint = " — wrong key: is the card blank / issued with this key set and serial?"
+            if isinstance(step, Authenticate) and wrong_key(sw):
+                hint = f" — {wrong_key(sw)} (is the card blank / issued with this key set and serial?)"
             elif sw == 0x6A84:
                 hint = " — no space left on the card"
             raise IssueError(f"{step.label}: {apdu.hex().upper()} answered {sw:04X} ({describe(sw)}), "

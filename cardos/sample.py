@@ -14,7 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .apdu import build
+from .redact import apdu_hex
 from .terminal.secure import external_auth_cryptogram, protected_apdu
+from .tries import wrong_key
 
 TRANSPORT_KEY = bytes.fromhex("FFFFFFFFFFFFFFFF")
 CITY_AID = bytes.fromhex("A00000000386980701")
@@ -138,5 +140,7 @@ def issue_sample(transmit, card: SampleCard | None = None, log=None) -> SampleCa
         if log:
             log(label, apdu, response)
         if response[-2:] != b"\x90\x00" and response[-2:-1] != b"\x61":
-            raise IssueError(f"{label}: {apdu.hex().upper()} answered {response[-2:].hex().upper()}")
+            tries = wrong_key(int.from_bytes(response[-2:], "big"))
+            raise IssueError(f"{label}: {apdu_hex(apdu)} answered {response[-2:].hex().upper()}"
+                             + (f" ({tries})" if tries else ""))
     return card

@@ -27,6 +27,7 @@ from .scripting.lexer import Pos
 from .scripting.report import HumanReporter
 from .scripting.runner import Exchange
 from .transports.pcsc import TransportError
+from .tries import purse_mac_refused, wrong_key
 from .ui import add_color_option, add_reader_option, use_color
 
 CITY_AID = bytes.fromhex("A00000000386980701")
@@ -181,6 +182,7 @@ class CardShell(cmd.Cmd):
         self.commands = 0
         self.apdus = 0
         self.psam = None
+        self.mac_failures = 0  # purse MACs the card refused in a row (it blocks the purse at a few)
         self.fatal: TransportError | None = None
         self._n = 0
 
@@ -641,7 +643,8 @@ class CardShell(cmd.Cmd):
         value = pin_bytes(pin)
         _data, sw = self.xfer(bytes((0x00, 0x20, 0x00, kid, len(value))) + value)
         if sw != 0x9000:
-            raise self.fail(f"VERIFY: {sw:04X} {describe_sw(sw, self.lang)}")
+            tries = wrong_key(sw, "PIN")
+            raise self.fail(f"VERIFY: {sw:04X} {describe_sw(sw, self.lang)}" + (f" — {tries}" if tries else ""))
         self.say(self.msgs("shell.pin_verified"))
 
     def do_apdu(self, arg: str) -> None:
@@ -655,7 +658,8 @@ class CardShell(cmd.Cmd):
         if sw >> 8 in (0x90,):
             self.say(self.s("32", self.msgs("shell.success")))
         else:
-            raise self.fail(f"{sw:04X} {describe_sw(sw, self.lang)}")
+            tries = wrong_key(sw)
+            raise self.fail(f"{sw:04X} {describe_sw(sw, self.lang)}" + (f" — {tries}" if tries else ""))
 
     def do_challenge(self, arg: str) -> None:
         """challenge [N] — GET CHALLENGE of N bytes (4 by default; 8, or 16 for SM4 keys)"""
@@ -744,11 +748,15 @@ class CardShell(cmd.Cmd):
             raise TransportError(str(exc)) from None
         except tx.TransactionError as exc:
             detail = f" ({describe_sw(exc.sw, self.lang)})" if exc.sw is not None else ""
+            if exc.sw in (0x9302, 0x9303):
+                self.mac_failures += 1
+                detail += f" — {purse_mac_refused(exc.sw, self.mac_failures)}"
             raise self.fail(f"{exc}{detail}") from None
         except Exception as exc:  # HostError, PSAMError: the terminal side refuses (wrong keys)
             if type(exc).__name__ in ("HostError", "PSAMError", "KeySetError"):
                 raise self.fail(f"{kind}: {exc}") from None
             raise
+        self.mac_failures = 0
         self.say(self.s("1", self.msgs.transaction(record)))
 
     def do_load(self, arg: str) -> None:

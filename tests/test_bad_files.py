@@ -356,15 +356,15 @@ def bad_files(tmp_path):
     (("issue", "--add-app", "campus", "--keys", "test", "--card", "bad.card"), 2, "bad.card: mf.children[0]"),
     (("issue", "--profile", "city", "--keys", "test", "--card", "torn.card"), 2, "torn.card: corrupt"),
     (("run", "--card", "bad.card", "bad.apdu"), 2, "bad.apdu:2:"),
-    (("run", "--card", "bad.card", "good.apdu"), 3, "bad.card: mf.children[0].keys[0].value"),
+    (("run", "--card", "bad.card", "good.apdu"), 2, "bad.card: mf.children[0].keys[0].value"),
     (("inspect", "torn.card"), 2, "torn.card: corrupt or truncated image"),
-    (("shell", "--card", "torn.card"), None, "torn.card: corrupt"),
-    (("conformance", "--card", "bad.card", "-k", "select"), None, "bad.card"),
+    (("shell", "--card", "torn.card"), 2, "torn.card: corrupt"),
+    (("conformance", "--card", "bad.card", "-k", "select"), 2, "bad.card"),
 ])
 def test_cli_refuses_a_bad_image_and_leaves_it_alone(bad_files, args, code, problem):
     before = {name: digest(bad_files / name) for name in ("bad.card", "torn.card")}
     result = cardos(*args, cwd=bad_files)
-    assert result.returncode != 0 if code is None else result.returncode == code, result.stderr
+    assert result.returncode == code, result.stderr
     assert problem in result.stderr + result.stdout, result.stderr + result.stdout
     assert {name: digest(bad_files / name) for name in before} == before
 
@@ -512,7 +512,7 @@ def test_a_mutated_key_set_is_refused_or_loads(data):
     ("include hostile.apdu", "hostile.apdu:1:1: error: include cycle"),
     ("\x00\x01\x02", "hostile.apdu:1:1: error: unexpected character"),
     ("keys /nonexistent/key/set.json\n00 A4 04 00", "hostile.apdu:1:6: error: keys /nonexistent/key/set.json"),
-    (b"\xff\xfe\x00", "hostile.apdu: cannot read"),
+    (b"\xff\xfe\x00", "hostile.apdu: not a text file"),
 ])
 def test_hostile_scripts_are_refused_before_anything_is_sent(tmp_path, text, problem):
     Card.blank().save_as(tmp_path / "card.json").close()

@@ -54,10 +54,14 @@ def test_out_refuses_an_existing_file_and_a_failed_card_image_is_unchanged(tmp_p
     issued = tmp_path / "issued.card"
     assert main(["issue", "--profile", "city", "--keys", str(keys), "--out", str(issued)]) == 0
     before = issued.read_bytes()
-    # issuing again onto it fails at the transport key (the card is not blank): the image stays as it was
+    # issuing again onto it is refused before the transport key is tried (the card is not blank) ...
     assert main(["issue", "--profile", "city", "--keys", str(keys), "--card", str(issued)]) == 1
     err = capsys.readouterr().err
-    assert "63C2" in err and "unchanged" in err
+    assert "is not blank" in err and "--yes" in err
+    # ... and with --yes fails at the transport key: the image stays as it was
+    assert main(["issue", "--profile", "city", "--keys", str(keys), "--card", str(issued), "--yes"]) == 1
+    err = capsys.readouterr().err
+    assert "63C2" in err and "2 tries left" in err and "unchanged" in err
     assert issued.read_bytes() == before
     # --reissue: the card's MF master opens ERASE DF; the same serial, another profile
     assert main(["issue", "--profile", "interconnect", "--keys", str(keys), "--card", str(issued), "--reissue"]) == 0

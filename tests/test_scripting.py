@@ -462,12 +462,13 @@ def test_auth_external_with_a_wrong_key_counts_down():
 
 # -- exit codes 2 and 3 ----------------------------------------------------------------------------------
 
-def test_transport_errors_exit_3(tmp_path, capsys):
+def test_missing_or_bad_images_exit_2(tmp_path, capsys):
+    """A missing or corrupt image is an input error (2) in every subcommand, not a transport one (3)."""
     (tmp_path / "t.apdu").write_text("00 84 00 00 04\n")
-    assert main(["run", str(tmp_path / "t.apdu"), "--card", str(tmp_path / "missing.img")]) == 3
+    assert main(["run", str(tmp_path / "t.apdu"), "--card", str(tmp_path / "missing.img")]) == 2
     assert "missing.img: no such card image" in capsys.readouterr().err
     (tmp_path / "bad.img").write_text("{}")
-    assert main(["run", str(tmp_path / "t.apdu"), "--card", str(tmp_path / "bad.img")]) == 3
+    assert main(["run", str(tmp_path / "t.apdu"), "--card", str(tmp_path / "bad.img")]) == 2
     capsys.readouterr()
 
 

@@ -114,7 +114,7 @@ def test_through_the_cli_with_a_pipe(image):
     assert "EP balance 0.00" in proc.stdout and "\033[" not in proc.stdout
     proc = subprocess.run(cardos_command("shell", "--card", str(image.parent / "nope.card")),
                           input="", capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
-    assert proc.returncode == 3 and "no such card image" in proc.stderr
+    assert proc.returncode == 2 and "no such card image" in proc.stderr
 
 
 def _pty_session(args, keystrokes, env) -> str:

@@ -106,7 +106,7 @@ def test_cli_settle(records, tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("line 3: REJECTED: TAC does not match") and out[-1] == "2 accepted, 1 rejected"
     assert main(["settle", str(tmp_path / "missing"), "--keys", str(keys)]) == 2
-    assert "cannot read" in capsys.readouterr().err
+    assert "missing: no such record file" in capsys.readouterr().err
     keys.write_text("{}")
     assert main(["settle", str(good), "--keys", str(keys)]) == 2
     assert "keys" in capsys.readouterr().err

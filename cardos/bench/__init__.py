@@ -107,6 +107,15 @@ def run(args, out=None, err=None) -> int:
     if cfg.scale < 1 or rounds < 1:
         print("cardos bench: error: --scale and --rounds must be at least 1", file=err)
         return 2
+    from ..textfile import write_problem
+
+    problem = write_problem(args.json) if args.json else None  # found now, not after minutes of work
+    if problem:
+        print(f"cardos bench: error: --json {args.json}: cannot write: {problem}", file=err)
+        return 2
+    if cfg.image_dir and not os.path.isdir(cfg.image_dir):
+        print(f"cardos bench: error: --image-dir {cfg.image_dir}: no such directory", file=err)
+        return 2
     image_dir = cfg.image_dir or tempfile.gettempdir()
     command = _command(args)
     results: dict = {

@@ -99,6 +99,13 @@ def run(args) -> int:
             print(test.line())
         print(f"{len(collector.selected)} of {collector.total} tests")
         return 0
+    from ..textfile import write_problem
+
+    for option, path in (("--junit-xml", args.junit_xml), ("--json", args.json)):
+        problem = write_problem(path) if path else None
+        if problem:  # before the card is touched
+            print(f"cardos conformance: {option} {path}: cannot write: {problem}", file=sys.stderr)
+            return 2
     return _run_suite(args, collector)
 
 

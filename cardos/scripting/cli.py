@@ -6,6 +6,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from ..textfile import TextFileProblem, read_text, write_problem
+
 EXIT_OK, EXIT_FAILED, EXIT_SCRIPT, EXIT_TRANSPORT = 0, 1, 2, 3
 
 
@@ -106,8 +108,11 @@ def cmd_run(args, out=None, err=None) -> int:
             try:
                 json_file = open(args.json, "w", encoding="utf-8")
             except OSError as exc:
-                return _usage(f"--json {args.json}: {exc.strerror}")
+                return _usage(f"--json {args.json}: cannot write: {exc.strerror}")
             json_reporter = JsonReporter(json_file, args.lang, show_keys=args.show_keys)
+    problem = write_problem(args.junit_xml) if args.junit_xml else None
+    if problem:  # found before the card is touched, not after the run
+        return _usage(f"--junit-xml {args.junit_xml}: cannot write: {problem}")
     junit = JUnitReporter(args.junit_xml, args.lang, show_keys=args.show_keys) if args.junit_xml else None
     try:
         return _run(args, now, Reporters(human, json_reporter, junit), json_reporter, junit, err)
@@ -152,6 +157,7 @@ def _load(args):
 def _run(args, now, reporter, json_reporter, junit, err) -> int:
     import time
 
+    from ..image import ImageError
     from .runner import Runner
     from .transport import TransportError, open_transport
 
@@ -160,27 +166,32 @@ def _run(args, now, reporter, json_reporter, junit, err) -> int:
     except ValueError as exc:
         return _usage(f"--keys: {exc}")
     if problems:
+        alone = len(problems) == 1 and not problems[0][1].pos  # one file-level problem: one line says it all
         for path, exc in problems:
-            print(str(exc) if exc.pos else f"cardos run: error: {exc.message}", file=err)
+            if alone:
+                print(f"cardos run: error: {exc.message}; nothing was sent to the card", file=err)
+            else:
+                print(str(exc) if exc.pos else f"cardos run: error: {exc.message}", file=err)
             if json_reporter is not None:
                 json_reporter.error(exc)
             if junit is not None:
                 junit.add_static_error(path, exc)
         if junit is not None:
             junit.end_run({})
-        print(f"cardos run: {len(problems)} script error(s); nothing was sent to the card", file=err)
+        if not alone:
+            print(f"cardos run: {len(problems)} script error(s); nothing was sent to the card", file=err)
         return EXIT_SCRIPT
     if args.fresh and (args.card or args.reader):
         return _usage("--fresh gives each script a new in-memory card; it does not go with --card or --reader")
     try:
         transport = open_transport(args.card, args.reader)
-    except TransportError as exc:
+    except (TransportError, ImageError) as exc:  # no reader or card: 3; a missing or bad image: 2
         print(f"cardos run: error: {exc}", file=err)
         if junit is not None:
             for script, _keys in scripts:
                 junit.add_static_error(script.path, exc)
             junit.end_run({})
-        return EXIT_TRANSPORT
+        return EXIT_SCRIPT if isinstance(exc, ImageError) else EXIT_TRANSPORT
     started = time.perf_counter()
     from ..i18n import Messages
 
@@ -232,9 +243,9 @@ def cmd_convert(args, out=None, err=None) -> int:
         except ValueError as exc:
             return _usage(f"--keys: {exc}")
     try:
-        text = Path(args.script).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return _usage(f"{args.script}: cannot read: {exc}")
+        text = read_text(args.script, "script")
+    except TextFileProblem as exc:
+        return _usage(f"{args.script}: {exc.problem}")
     source = args.source or _guess_format(args.script)
     try:
         result = convert(text, args.script, source, args.target, keys)
@@ -242,7 +253,10 @@ def cmd_convert(args, out=None, err=None) -> int:
         print(str(exc), file=err)
         return EXIT_SCRIPT
     if args.output:
-        Path(args.output).write_text(result, encoding="utf-8")
+        try:
+            Path(args.output).write_text(result, encoding="utf-8")
+        except OSError as exc:  # a missing directory, a directory, a read-only place
+            return _usage(f"-o {args.output}: cannot write: {exc.strerror}")
     else:
         out.write(result)
     return EXIT_OK
@@ -254,9 +268,11 @@ def cmd_decode(args, out=None, err=None) -> int:
 
     out = out or sys.stdout
     try:
-        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return _usage(f"{args.file}: cannot read: {exc}")
+        text = sys.stdin.read() if args.file == "-" else read_text(args.file, "log")
+    except TextFileProblem as exc:
+        return _usage(f"{args.file}: {exc.problem}")
+    except UnicodeDecodeError:
+        return _usage("-: stdin is not text (not UTF-8)")
     decode_log(text, out, lang=args.lang, color=use_color(out, False if args.no_color else None),
                show_keys=args.show_keys)
     return EXIT_OK

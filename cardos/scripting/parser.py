@@ -8,6 +8,7 @@ sent.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from .expr import (
     parse_slice,
     walk,
 )
+from ..textfile import TextFileProblem, read_text
 from .lexer import Line, Pos, ScriptError, Token, logical_lines
 from .patterns import DataPattern, SwPattern, data_pattern, sw_alternative
 
@@ -686,12 +688,26 @@ def _display(path: Path) -> str:
 def parse_file(path) -> Script:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScriptError(f"{path}: no such script") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScriptError(f"{path}: cannot read: {exc}") from None
+        text = read_text(path, "script")
+    except TextFileProblem as exc:
+        raise ScriptError(f"{path}: {exc.problem}") from None
+    kind = _cardos_json_kind(text)
+    if kind:
+        raise ScriptError(f"{path}: a {kind}, not an APDU script")
     return parse_text(text, str(path), path.parent)
+
+
+def _cardos_json_kind(text: str) -> str | None:
+    """``"cardos card image"`` when ``text`` is one of the JSON files cardos writes (given where a script goes)."""
+    if not text.lstrip().startswith("{"):
+        return None
+    try:
+        tag = json.loads(text).get("format", "")
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    if not isinstance(tag, str) or not tag.startswith("cardos-"):
+        return None
+    return tag.replace("-", " ")  # "cardos card image", "cardos keyset"
 
 
 def _mark_manual_get_response(statements: list) -> None:

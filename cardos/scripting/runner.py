@@ -130,6 +130,7 @@ class Runner:
         self.default_get_response = get_response
         self.keep_going = keep_going
         self.randbytes = randbytes
+        self.mac_failures = 0  # purse MACs the card refused in a row (it blocks the purse at a few)
         self.result: ScriptResult | None = None
         self.ctx: Context | None = None
         self.title = ""

@@ -18,6 +18,7 @@ from ..terminal import purse as tpurse
 from ..terminal.host import HostError, LoadHost
 from ..terminal.keys import IssuerKeys
 from ..terminal.psam import PSAM, PSAMError
+from ..tries import purse_mac_refused
 from .expr import Concat, Lit, evaluate, evaluate_amount, evaluate_int
 from .lexer import ScriptError
 from .runner import Message
@@ -244,6 +245,12 @@ def _transaction(runner, step, role: str, body):
     sw = int.from_bytes(response[-2:], "big") if len(response) >= 2 else 0
     _set_outputs(runner, channel, keys, args, record, role)
     outcome = runner.outcome(command, response[:-2], sw)
+    refused = purse_mac_refused(sw, runner.mac_failures + 1)
+    if refused:
+        runner.mac_failures += 1
+        runner.reporter.message(Message(step.pos, f"{step.name}: {refused}"))
+    elif sw == 0x9000:  # the card accepted a MAC: its count of failures starts again
+        runner.mac_failures = 0
     if failure is not None:
         runner.check(step.pos, False, "verified", "not verified", failure)
     elif record is not None:

@@ -41,15 +41,12 @@ def open_transport(card_path: str | None = None, reader: str | None = None):
         return PcscTransport(reader)
     from ..card import Card
 
-    if card_path is not None:
+    if card_path is not None:  # a missing or bad image raises ImageError (a usage error, exit 2)
         import os
 
         if not os.path.exists(card_path):
-            raise TransportError(f"{card_path}: no such card image (create one with `cardos new {card_path}`)")
-        from ..image import ImageError
+            from ..image import ImageError
 
-        try:
-            return EmulatorTransport(Card.open(card_path), f"card image {card_path}")
-        except ImageError as exc:
-            raise TransportError(str(exc)) from None
+            raise ImageError(card_path, f"no such card image (create one with `cardos new {card_path}`)")
+        return EmulatorTransport(Card.open(card_path), f"card image {card_path}")
     return EmulatorTransport(Card.blank(), "a fresh blank card (in memory)")

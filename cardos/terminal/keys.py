@@ -15,7 +15,6 @@ vectors).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..crypto import DES, SM4, Algorithm
@@ -120,11 +119,12 @@ def load_keys(path):
     """Read issuer keys: a ``cardos-keyset`` file (or shipped key-set name) or the small JSON form."""
     p = Path(path)
     if p.exists():
+        from ..jsonfile import JsonFileProblem, read_json
+
         try:
-            text = p.read_text(encoding="utf-8")
-            raw = json.loads(text)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{path}: cannot read keys: {exc}") from None
+            raw = read_json(p, "key file", "no such key file")
+        except JsonFileProblem as exc:
+            raise ValueError(f"{path}: {exc.problem}") from None
         if not (isinstance(raw, dict) and raw.get("format") == "cardos-keyset"):
             try:
                 return IssuerKeys.from_dict(raw)

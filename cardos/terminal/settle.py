@@ -161,6 +161,7 @@ def run(args, out=None) -> int:
     """Exit status 0: every record accepted; 1: some rejected; 2: the file or keys cannot be used."""
     import sys
 
+    from ..textfile import TextFileProblem, read_text
     from .keys import load_keys
 
     out = out or sys.stdout
@@ -170,9 +171,9 @@ def run(args, out=None) -> int:
         print(f"cardos: error: {exc}", file=sys.stderr)
         return 2
     try:
-        text = Path(args.file).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        print(f"cardos: error: {args.file}: cannot read: {exc}", file=sys.stderr)
+        text = read_text(args.file, "record file")
+    except TextFileProblem as exc:
+        print(f"cardos: error: {args.file}: {exc.problem}", file=sys.stderr)
         return 2
     report = settle(text, keys)
     for line in report.lines():

@@ -1,0 +1,39 @@
+"""Reading the text files cardos is given (scripts, logs, uploaded records) with one readable phrase
+for every way they can be bad: missing, a directory, not text, unreadable; and the same for a place
+an output file is to be written, checked before any work is done."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+class TextFileProblem(Exception):
+    """What is wrong with the file, as one phrase (the caller names the file)."""
+
+    def __init__(self, problem: str):
+        super().__init__(problem)
+        self.problem = problem
+
+
+def read_text(path, kind: str) -> str:
+    """The UTF-8 text of the file at ``path`` (a ``kind`` such as "script"); raises :class:`TextFileProblem`."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TextFileProblem(f"no such {kind}") from None
+    except IsADirectoryError:
+        raise TextFileProblem(f"a directory, not a {kind}") from None
+    except UnicodeDecodeError as exc:
+        raise TextFileProblem(f"not a text file (byte {exc.start} is not UTF-8; a {kind} is text)") from None
+    except OSError as exc:
+        raise TextFileProblem(f"cannot read: {exc.strerror}") from None
+
+
+def write_problem(path) -> str | None:
+    """Why a new file cannot be written at ``path`` (a directory there, no such directory), or ``None``."""
+    folder = os.path.dirname(path) or "."
+    if os.path.isdir(path):
+        return "is a directory (give a file name)"
+    if not os.path.isdir(folder):
+        return f"no such directory {folder}"
+    return None
