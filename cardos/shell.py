@@ -173,7 +173,7 @@ class CardShell(cmd.Cmd):
 
     def __init__(self, transport, keys=None, out=None, color: bool = False, lang: str = "en",
                  terminal: bytes = DEFAULT_TERMINAL, aid: bytes = CITY_AID, interactive: bool = True,
-                 stdin=None, trace: str = "full"):
+                 stdin=None, trace: str = "full", tsn_file: str | None = None):
         super().__init__(stdin=stdin, stdout=out or sys.stdout)
         self.transport = transport
         self.keys = keys
@@ -194,6 +194,7 @@ class CardShell(cmd.Cmd):
         self.commands = 0
         self.apdus = 0
         self.psam = None
+        self.tsn_file = tsn_file  # where the PSAM keeps its TSN (None: beside the key-set file, if any)
         self.fatal: TransportError | None = None
         self._n = 0
 
@@ -798,7 +799,7 @@ class CardShell(cmd.Cmd):
                 from .terminal.psam import PSAM
 
                 if self.psam is None:
-                    self.psam = PSAM(keys, self.terminal)
+                    self.psam = PSAM(keys, self.terminal, state=self.tsn_file)
                 record = tx.purchase(self._channel(), self.psam, amount, purse=purse)
         except tx.CardMute as exc:
             raise TransportError(str(exc)) from None
@@ -880,6 +881,10 @@ def add_parser(sub) -> None:
                         "scriptor process (cardos still computes the MACs)")
     p.add_argument("--keys", metavar="FILE", help="keys for load and purchase: a key-set file (cardos keys new), "
                    "a shipped key set (test, test-sm4), or 'sample' (the sample card's TEST keys)")
+    p.add_argument("--tsn-file", metavar="FILE",
+                   help="where the PSAM keeps its terminal transaction serial between sessions (default: beside "
+                        "the --keys key-set file, KEYS.tsn.json; the shipped key sets and 'sample' keep it in "
+                        "memory only)")
     p.add_argument("--terminal", metavar="HEX", default=DEFAULT_TERMINAL.hex().upper(),
                    help="6-byte terminal id for load and purchase (default %(default)s)")
     p.add_argument("--aid", metavar="HEX", default=CITY_AID.hex().upper(),
@@ -942,7 +947,8 @@ def run(args, stdin=None, out=None) -> int:
     transport = _open(args)  # TransportError: exit 3 in cardos.cli
     color = use_color(out, False if args.no_color else None)
     shell = CardShell(transport, keys, out=out, color=color, lang=args.lang, terminal=terminal, aid=aid,
-                      interactive=interactive, stdin=stdin, trace=args.trace)
+                      interactive=interactive, stdin=stdin, trace=args.trace,
+                      tsn_file=getattr(args, "tsn_file", None))
     history = _setup_readline() if interactive else None
     try:
         if interactive:
