@@ -868,11 +868,14 @@ class CardShell(cmd.Cmd):
 def add_parser(sub) -> None:
     p = sub.add_parser("shell", help="an interactive card shell (cd, ls, cat, info, verify, apdu, purse commands)",
                        description="An interactive shell on a card, in the spirit of opensc-explorer: cd, ls, "
-                                   "cat, info, verify, apdu, challenge, reset, and the purse commands balance, "
-                                   "load, purchase and history (MACs made with the keys of --keys). Every APDU is "
-                                   "shown decoded. Readline history (~/.cardos_history) and tab completion on a "
-                                   "terminal; otherwise commands are read from stdin, one per line (# comments), "
-                                   "and the exit status is 1 if any failed. See docs/cli.md.")
+                                   "cat, info, verify, apdu, challenge, reset, connect (after the card was removed), "
+                                   "and the purse commands balance, load, purchase and history (MACs made with the "
+                                   "keys of --keys; amounts in fen (分, 1/100 yuan) or in yuan with a decimal "
+                                   "point: 250 or 2.50). Every APDU is shown decoded. Readline history "
+                                   "(~/.cardos_history) and tab completion on a terminal; otherwise commands are "
+                                   "read from stdin, one per line (# comments), "
+                                   "and the exit status is 1 if any failed (3 if the card is gone at the end). "
+                                   "See docs/cli.md.")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--card", metavar="IMAGE", help="a card image (changes are saved to it)")
     add_reader_option(where)
