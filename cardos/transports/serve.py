@@ -66,6 +66,16 @@ def seconds(text: str) -> float:
     return value
 
 
+def open_trace(args):
+    """The decoded APDU trace of ``--trace FILE`` and/or ``-v`` (stderr), or None."""
+    if not args.trace and not args.verbose:
+        return None
+    from .trace import ApduTrace
+
+    return ApduTrace.open(args.trace, echo=sys.stderr if args.verbose else None, title=", ".join(args.images),
+                          labelled=len(args.images) > 1)
+
+
 def assign_addresses(n_images: int, vpcd: list[str] | None) -> list[tuple[str, int]]:
     """Addresses for ``n_images`` cards from the ``--vpcd`` options.
 
@@ -114,16 +124,6 @@ class ImageLock:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-
-
-def open_trace(args):
-    """The decoded APDU trace of ``--trace FILE`` and/or ``-v`` (stderr), or None."""
-    if not args.trace and not args.verbose:
-        return None
-    from .trace import ApduTrace
-
-    return ApduTrace.open(args.trace, echo=sys.stderr if args.verbose else None, title=", ".join(args.images),
-                          labelled=len(args.images) > 1)
 
 
 def _setup_logging(args) -> None:
