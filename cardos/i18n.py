@@ -50,7 +50,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "shell.no_keys": ("no keys (start the shell with --keys FILE)", "无密钥（用 --keys FILE 启动 shell）"),
     "shell.needs_keys": ("{what} needs keys: start the shell with --keys FILE (a key set, or 'sample')",
                          "{what}需要密钥：用 --keys FILE 启动 shell（密钥集文件，或 'sample'）"),
-    "shell.amount_usage": ("{kind} AMOUNT [ep|ed]  (AMOUNT in fen, or yuan with a decimal point: 2.50)",
+    "shell.amount_usage": ("{kind} AMOUNT [ep|ed]  (AMOUNT in fen (分), or in yuan with a decimal point: 2.50)",
                            "{kind} 金额 [ep|ed]（金额以分为单位，或带小数点的元：2.50）"),
     "shell.sfi_range": ("{target}: sfi:N with N in hex, 1 to 1F", "{target}：sfi:N，N 为十六进制 1 到 1F"),
     "shell.fid_digits": ("{target}: a FID is 4 hex digits (or sfi:N)", "{target}：文件标识为 4 位十六进制数（或 sfi:N）"),

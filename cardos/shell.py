@@ -1,7 +1,8 @@
 """``cardos shell``: an interactive card shell in the spirit of opensc-explorer.
 
 File commands (``cd``, ``ls``, ``cat``, ``info``), authentication (``verify``),
-raw APDUs (``apdu``, ``challenge``, ``reset``) and purse transactions
+raw APDUs (``apdu``, ``challenge``), the session (``reset``, ``connect``: a
+removed card does not end the shell) and purse transactions
 (``balance``, ``load``, ``purchase``, ``history``) whose MACs are made by the
 terminal side of cardos (:mod:`cardos.terminal`: load host, PSAM) with keys
 from a key-set file. Every APDU is shown decoded (:mod:`cardos.decoder`).
@@ -11,8 +12,9 @@ The card: a card image (``--card``, changes saved to it), a PC/SC reader
 a fresh blank card in memory. Commands come from the keyboard (readline
 history in ``~/.cardos_history``, tab completion) or, when stdin is not a
 terminal, from stdin one per line (``#`` comments) — then each command is
-echoed after the prompt, and the exit status is 1 if any command failed.
-See docs/cli.md.
+echoed after the prompt, and the exit status is 1 if any command failed
+(3 if the shell ended without a card). Amounts are fen (分; 100 fen = 1
+yuan) unless written with a decimal point. See docs/cli.md.
 """
 from __future__ import annotations
 
@@ -48,13 +50,19 @@ class UsageError(Failed):
     pass
 
 
+MAX_FEN = 0xFFFFFFFF  # amounts travel as 4 bytes
+
+
 def parse_amount(text: str) -> int:
-    """Fen from ``250`` (fen) or ``2.50`` (yuan), as ``amount()`` in scripts.
+    """Fen (分, 1/100 yuan) from ``250`` (fen) or ``2.50`` (yuan), as ``amount()`` in scripts.
 
     >>> parse_amount("250"), parse_amount("2.50"), parse_amount("2.5"), parse_amount("100.")
     (250, 250, 250, 10000)
     """
     text = text.strip()
+    if text.startswith("-"):
+        raise UsageError(f"amount {text!r}: amount must be a positive number of fen (分), such as 250, "
+                         "or of yuan with a decimal point (2.50)")
     try:
         if "." in text:
             whole, _, frac = text.partition(".")
@@ -65,8 +73,8 @@ def parse_amount(text: str) -> int:
             fen = int(text, 10)
     except ValueError:
         raise UsageError(f"amount {text!r}: write fen (250) or yuan with a decimal point (2.50)") from None
-    if not 0 <= fen <= 0xFFFFFFFF:
-        raise UsageError(f"amount {text!r} does not fit in 4 bytes")
+    if fen > MAX_FEN:
+        raise UsageError(f"amount {text!r}: at most {MAX_FEN} fen (分) = {_money(MAX_FEN)} yuan (4 bytes)")
     return fen
 
 
@@ -86,12 +94,13 @@ def parse_hex(text: str) -> bytes:
     cleaned = text.replace(":", " ").replace(",", " ")
     tokens = [t[2:] if t.lower().startswith("0x") else t for t in cleaned.split()]
     joined = "".join(tokens)
-    try:
-        if len(joined) % 2:
-            raise ValueError
-        return bytes.fromhex(joined)
-    except ValueError:
-        raise UsageError(f"not hex: {text.strip()!r}") from None
+    bad = next((c for c in joined if c not in "0123456789abcdefABCDEF"), None)
+    if bad is not None:
+        raise UsageError(f"not hex: {bad!r} in {text.strip()!r}")
+    if len(joined) % 2:
+        raise UsageError(f"odd number of hex digits ({len(joined)}) in {text.strip()!r}: "
+                         "every byte is two digits (0A, not A)")
+    return bytes.fromhex(joined)
 
 
 def tlv_items(data: bytes) -> list:
@@ -153,6 +162,12 @@ class _Trace(HumanReporter):
             self._print(self.s("36", title))
 
 
+def _card_gone(exc: TransportError) -> bool:
+    """Whether a transport error says the card is out of the reader (PC/SC: removed, no smart card)."""
+    text = str(exc).lower()
+    return any(word in text for word in ("removed", "no smart card", "no card", "card inserted", "answered nothing"))
+
+
 class CardShell(cmd.Cmd):
     intro = None
     doc_header = "commands (help COMMAND for details)"
@@ -160,7 +175,7 @@ class CardShell(cmd.Cmd):
 
     def __init__(self, transport, keys=None, out=None, color: bool = False, lang: str = "en",
                  terminal: bytes = DEFAULT_TERMINAL, aid: bytes = CITY_AID, interactive: bool = True,
-                 stdin=None, trace: str = "full"):
+                 stdin=None, trace: str = "full", tsn_file: str | None = None):
         super().__init__(stdin=stdin, stdout=out or sys.stdout)
         self.transport = transport
         self.keys = keys
@@ -183,6 +198,7 @@ class CardShell(cmd.Cmd):
         self.apdus = 0
         self.psam = None
         self.mac_failures = 0  # purse MACs the card refused in a row (it blocks the purse at a few)
+        self.tsn_file = tsn_file  # where the PSAM keeps its TSN (None: beside the key-set file, if any)
         self.fatal: TransportError | None = None
         self._n = 0
 
@@ -325,7 +341,11 @@ class CardShell(cmd.Cmd):
             self.failures += 1
             self.fatal = exc
             self.say(self.s("1;31", self.msgs("shell.error", text=exc)))
-            return True
+            if _card_gone(exc):  # say how to get it back
+                self.say(self.s("33", "card removed: insert it and type `connect`"))
+            else:
+                self.say(self.s("33", "the card or reader stopped answering: type `reset` or `connect` to start "
+                                      "a new session"))
         return False
 
     def postcmd(self, stop: bool, line: str) -> bool:
@@ -338,6 +358,10 @@ class CardShell(cmd.Cmd):
     def default(self, line: str) -> None:
         word = line.split()[0] if line.split() else line
         raise UsageError(self.msgs("shell.unknown", word=word))
+
+    def get_names(self) -> list:
+        """The ``do_*`` names ``help`` and completion offer: ``EOF`` (Ctrl-D, end of input) is no command."""
+        return [name for name in super().get_names() if name != "do_EOF"]
 
     def do_EOF(self, arg) -> bool:
         if self.interactive:
@@ -671,11 +695,57 @@ class CardShell(cmd.Cmd):
         self.say(self.msgs("shell.random", hex=data.hex().upper()))
 
     def do_reset(self, arg: str) -> None:
-        """reset — power the card off and on (security state cleared), then select the MF"""
-        atr = self.transport.reset(cold=True)
+        """reset — power the card off and on (security state cleared), then select the MF
+
+        After the card was pulled out and put back, reset connects to it again (as connect does)."""
+        try:
+            atr = self.transport.reset(cold=True)
+        except TransportError:
+            if not self._reopenable():
+                raise
+            self.do_connect("")  # the old connection died with the removal: a new one
+            return
+        self.fatal = None
         self.say(f"ATR {hex_spaced(atr)}")
         self.path, self.current_ef = [], None
         self.select_mf()
+
+    def do_connect(self, arg: str) -> None:
+        """connect [READER] — connect to the card again (after it was removed), or to the card in another reader
+
+        READER: a name, a number (0) or a unique part of a name, as -r. The security state
+        starts afresh and the MF is selected. With --card (an image) connect powers the card up again."""
+        spec = arg.strip()
+        if not self._reopenable():
+            if spec:
+                raise UsageError("connect READER needs a shell on a PC/SC reader (cardos shell -r READER)")
+            self.transport.reset(cold=True)
+        else:
+            old = self.transport
+            try:
+                old.close()
+            except Exception:  # noqa: BLE001, S110 - the connection may be dead already
+                pass
+            self.transport = self._reopen(old, spec or getattr(old, "reader", None) or old.label)
+        self.fatal = None
+        self.say(self.s("1", f"connected to {self.transport.label} — ATR {hex_spaced(self.transport.atr)}"))
+        self.path, self.current_ef = [], None
+        self.select_mf()
+
+    def _reopenable(self) -> bool:
+        """Whether the transport is a reader connection that connect can open anew (PC/SC, scriptor)."""
+        from .transports.pcsc import PcscTransport
+        from .transports.scriptor import ScriptorTransport
+
+        return isinstance(self.transport, (PcscTransport, ScriptorTransport))
+
+    @staticmethod
+    def _reopen(old, spec: str):
+        from .transports.scriptor import ScriptorTransport
+
+        if isinstance(old, ScriptorTransport):
+            return ScriptorTransport(spec)
+        return type(old)(spec)
 
     def do_echo(self, arg: str) -> None:
         """echo TEXT — print TEXT (for scripts)"""
@@ -715,7 +785,7 @@ class CardShell(cmd.Cmd):
         return self.keys.issuer_keys()
 
     def do_balance(self, arg: str) -> None:
-        """balance [ep|ed] — GET BALANCE of the EP (default) or the ED"""
+        """balance [ep|ed] — GET BALANCE of the EP (default) or the ED, shown in yuan (the card counts fen, 分)"""
         purse = self._purse_arg(arg.split())
         self.ensure_application()
         data = self.ok(bytes((0x80, 0x5C, 0x00, purse, 0x04)), "GET BALANCE")
@@ -742,7 +812,7 @@ class CardShell(cmd.Cmd):
                 from .terminal.psam import PSAM
 
                 if self.psam is None:
-                    self.psam = PSAM(keys, self.terminal)
+                    self.psam = PSAM(keys, self.terminal, state=self.tsn_file)
                 record = tx.purchase(self._channel(), self.psam, amount, purse=purse)
         except tx.CardMute as exc:
             raise TransportError(str(exc)) from None
@@ -762,14 +832,14 @@ class CardShell(cmd.Cmd):
     def do_load(self, arg: str) -> None:
         """load AMOUNT [ep|ed] — 圈存: INITIALIZE FOR LOAD, MAC1 checked and MAC2 made by the load host, CREDIT
 
-        AMOUNT is fen (1000) or yuan with a decimal point (10.00). Keys: --keys.
+        AMOUNT is fen (分, 1/100 yuan: 1000) or yuan with a decimal point (10.00). Keys: --keys.
         The ED needs the PIN first (verify PIN)."""
         self._transaction("load", arg)
 
     def do_purchase(self, arg: str) -> None:
         """purchase AMOUNT [ep|ed] — 消费: INITIALIZE FOR PURCHASE, MAC1 from the PSAM, DEBIT, MAC2 checked
 
-        AMOUNT is fen (250) or yuan with a decimal point (2.50). Keys: --keys.
+        AMOUNT is fen (分, 1/100 yuan: 250) or yuan with a decimal point (2.50). Keys: --keys.
         The ED needs the PIN first (verify PIN)."""
         self._transaction("purchase", arg)
 
@@ -818,11 +888,14 @@ class CardShell(cmd.Cmd):
 def add_parser(sub) -> None:
     p = sub.add_parser("shell", help="an interactive card shell (cd, ls, cat, info, verify, apdu, purse commands)",
                        description="An interactive shell on a card, in the spirit of opensc-explorer: cd, ls, "
-                                   "cat, info, verify, apdu, challenge, reset, and the purse commands balance, "
-                                   "load, purchase and history (MACs made with the keys of --keys). Every APDU is "
-                                   "shown decoded. Readline history (~/.cardos_history) and tab completion on a "
-                                   "terminal; otherwise commands are read from stdin, one per line (# comments), "
-                                   "and the exit status is 1 if any failed. See docs/cli.md.")
+                                   "cat, info, verify, apdu, challenge, reset, connect (after the card was removed), "
+                                   "and the purse commands balance, load, purchase and history (MACs made with the "
+                                   "keys of --keys; amounts in fen (分, 1/100 yuan) or in yuan with a decimal "
+                                   "point: 250 or 2.50). Every APDU is shown decoded. Readline history "
+                                   "(~/.cardos_history) and tab completion on a terminal; otherwise commands are "
+                                   "read from stdin, one per line (# comments), "
+                                   "and the exit status is 1 if any failed (3 if the card is gone at the end). "
+                                   "See docs/cli.md.")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--card", metavar="IMAGE", help="a card image (changes are saved to it)")
     add_reader_option(where)
@@ -831,6 +904,10 @@ def add_parser(sub) -> None:
                         "scriptor process (cardos still computes the MACs)")
     p.add_argument("--keys", metavar="FILE", help="keys for load and purchase: a key-set file (cardos keys new), "
                    "a shipped key set (test, test-sm4), or 'sample' (the sample card's TEST keys)")
+    p.add_argument("--tsn-file", metavar="FILE",
+                   help="where the PSAM keeps its terminal transaction serial between sessions (default: beside "
+                        "the --keys key-set file, KEYS.tsn.json; the shipped key sets and 'sample' keep it in "
+                        "memory only)")
     p.add_argument("--terminal", metavar="HEX", default=DEFAULT_TERMINAL.hex().upper(),
                    help="6-byte terminal id for load and purchase (default %(default)s)")
     p.add_argument("--aid", metavar="HEX", default=CITY_AID.hex().upper(),
@@ -894,7 +971,8 @@ def run(args, stdin=None, out=None) -> int:
     transport = _open(args)  # TransportError: exit 3 in cardos.cli
     color = use_color(out, False if args.no_color else None)
     shell = CardShell(transport, keys, out=out, color=color, lang=args.lang, terminal=terminal, aid=aid,
-                      interactive=interactive, stdin=stdin, trace=args.trace)
+                      interactive=interactive, stdin=stdin, trace=args.trace,
+                      tsn_file=getattr(args, "tsn_file", None))
     history = _setup_readline() if interactive else None
     try:
         if interactive:

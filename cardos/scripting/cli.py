@@ -64,8 +64,9 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser(
         "decode", help="annotate an APDU log: command names, fields, status-word meanings",
-        description="Read a log or script (scriptor output '> ...' / '< ...', apdu4j 'A>>' / 'A<<', plain hex "
-                    "command lines, or pasted command+response pairs) and print each APDU decoded.")
+        description="Read a log or script (scriptor output '> ...' / '< ...', apdu4j 'A>>' / 'A<<', opensc-tool, "
+                    "plain hex command lines, command and response lines alternating, pasted command+response "
+                    "pairs, or the live trace of `cardos serve --trace` / -v) and print each APDU decoded.")
     p.add_argument("file", metavar="FILE", help="log file, or - for stdin")
     p.add_argument("--lang", choices=("en", "zh"), default="en",
                    help="language of command names, field names and status-word meanings")

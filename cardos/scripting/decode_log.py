@@ -7,8 +7,11 @@ opensc-tool (``Sending: ...`` / ``Received (SW1=0x90, SW2=0x00):`` and its
 hex dump with an ASCII gutter), pyscard's console observer (``<  [] 90 00``),
 cardos's own traces (``cardos run``, ``cardos shell``: fields split by ``|``,
 long data on indented lines) and ``cardos run --json`` lines, cardos scripts
-(the APDU part of each line) and Chinese-tool pastes where a case-2 command
-and its response share one line (``00B095000A <10 bytes> 9000``).
+(the APDU part of each line), Chinese-tool pastes where a case-2 command
+and its response share one line (``00B095000A <10 bytes> 9000``), pastes of
+bare hex where a command line and its answer line alternate, and the live
+traces of ``cardos serve --trace`` / ``-v`` and the pyscard reader (each
+line behind a timestamp, optionally a ``[slot]``).
 """
 from __future__ import annotations
 
@@ -27,6 +30,9 @@ _COMPACT = re.compile(r"^\s*·\s*(.*?)\s+→\s+(.*)$")  # cardos shell probes: "
 _FIELDS = re.compile(r"^\s*(?:[^\W\d][\w.]*=\S+(?:\s+\([^)]*\))?\s*)+$")  # "key_id=01 amount=... (1.00)"
 _NOISE = re.compile(r"T=[01]|\([^)]*\)|\[\]")
 _HEX = re.compile(r"(?:[0-9A-Fa-f]{2})+")
+# "2026-12-03T08:10:01.123  [localhost:35964]  > ..." (cardos.transports.trace), or "08:10:01.123 ..."
+_STAMP = re.compile(r"^\s*(?:\d{4}-\d\d-\d\d[T ])?\d\d:\d\d:\d\d(?:[.,]\d+)?(?:\s+\[[^\]]*\])?\s+(?=\S)")
+_SW1 = frozenset(range(0x61, 0x70)) | frozenset(range(0x90, 0xA0))
 
 
 def _hex_split(text: str):
@@ -60,6 +66,12 @@ def _valid(apdu: bytes) -> bool:
         return True
     except CardError:
         return False
+
+
+def _is_answer(data: bytes) -> bool:
+    """Bare hex that reads as an answer (data ‖ SW) rather than as a command: it ends in a status word
+    and is too short or the wrong length to be a command."""
+    return len(data) >= 2 and data[-2] in _SW1 and (len(data) < 4 or not _valid(data))
 
 
 def _opensc_dump(line: str) -> bytes | None:
@@ -110,6 +122,7 @@ def decode_log(text: str, out, lang: str = "en", color: bool = False, path: str 
 
     for number, line in enumerate(text.splitlines(), start=1):
         pos = Pos(path, number, 1)
+        line = _STAMP.sub("  ", line, count=1)  # a live trace line reads like an indented cardos trace line
         stripped = line.strip()
 
         if response is not None:  # continuation of a wrapped answer?
@@ -218,6 +231,9 @@ def decode_log(text: str, out, lang: str = "en", color: bool = False, path: str 
             continue
 
         data = _hex_prefix(line)
+        if data is not None and pending is not None and plain_pending and _is_answer(data):
+            flush(data)  # the answer line of a paste where command and answer lines alternate
+            continue
         if data is None or len(data) < 4:
             if stripped and not _FIELDS.match(line):
                 flush()

@@ -54,8 +54,10 @@ class PcscTransport:
         return self.atr
 
     def close(self) -> None:
+        """Disconnect and release the PC/SC context now (not when the object is collected, perhaps after
+        pcscd is gone): ``cardos shell``'s ``connect`` opens a new connection each time."""
         try:
-            self.connection.disconnect()
+            self.connection.release()
         except Exception:  # pragma: no cover - already gone
             pass
 

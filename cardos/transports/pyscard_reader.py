@@ -26,6 +26,12 @@ list the reader:
 >>> connection.disconnect()
 >>> unregister(reader)
 
+``trace=`` (a file name or a :class:`cardos.transports.trace.ApduTrace`)
+records every APDU decoded, with timestamps, and the power and
+insert/remove events, as ``cardos serve --trace`` does; ``cardos decode``
+reads the file back. A trace opened from a file name is closed by
+:func:`unregister`.
+
 What does not apply: ``CardRequest``/``CardMonitor`` (and ``CardType``
 waiting) are hard-wired to PC/SC (``SCardGetStatusChange``) and never see
 an in-process reader; ``ExclusiveConnectCardConnection`` /
@@ -36,7 +42,9 @@ knows the ATR and vendor name only.
 """
 from __future__ import annotations
 
+import os
 import threading
+import time
 from contextlib import contextmanager
 
 from smartcard import scard
@@ -65,12 +73,15 @@ class EmulatedReader(Reader):
 
     :meth:`insert` and :meth:`remove` simulate the card going in and out;
     connections made before a removal then fail like PC/SC ones
-    (``SCARD_W_REMOVED_CARD``) until they ``reconnect()``.
+    (``SCARD_W_REMOVED_CARD``) until they ``reconnect()``. ``trace``: a
+    file name or an :class:`~cardos.transports.trace.ApduTrace` for the
+    decoded APDUs and the power and presence events.
     """
 
-    def __init__(self, card=None, name: str = NAME.format(0)):
+    def __init__(self, card=None, name: str = NAME.format(0), trace=None):
         Reader.__init__(self, name)
         self.lock = threading.RLock()
+        self.trace, self._owns_trace = _open_trace(trace, name)
         self._card = card
         self._removed = False
         self._generation = 0
@@ -89,15 +100,28 @@ class EmulatedReader(Reader):
                 raise ValueError("no card to insert")
             self._removed = False
             self._generation += 1
+            self.event("card inserted")
 
     def remove(self) -> None:
         """Pull the card out (it loses power); keeps it for :meth:`insert`."""
         with self.lock:
             if self._card is not None and self.present:
                 self._card.power_off()
+                self.event("card removed")
             self._removed = True
             self._generation += 1
             self._connections = 0
+
+    def event(self, what: str) -> None:
+        """Record a power or presence event in the trace (if any)."""
+        if self.trace is not None:
+            self.trace.event(what, self.name)
+
+    def close_trace(self) -> None:
+        """Close a trace this reader opened from a file name (:func:`unregister` does)."""
+        if self._owns_trace:
+            self.trace.close()
+        self.trace, self._owns_trace = None, False
 
     @property
     def present(self) -> bool:
@@ -150,6 +174,7 @@ class EmulatedCardConnection(CardConnection):
             card = reader.card
             if not getattr(card, "powered", False):
                 card.power_on()
+                reader.event("power on")
             if self.card is None:
                 reader._connections += 1
             self.card = card
@@ -170,8 +195,10 @@ class EmulatedCardConnection(CardConnection):
             card = reader.card
             if self._generation != reader._generation:
                 reader._connections += 1  # a new card (or the same one re-inserted)
-            if disposition in (scard.SCARD_RESET_CARD, scard.SCARD_UNPOWER_CARD) or not getattr(card, "powered", False):
+            powered = getattr(card, "powered", False)
+            if disposition in (scard.SCARD_RESET_CARD, scard.SCARD_UNPOWER_CARD) or not powered:
                 card.power_on()
+                reader.event("reset" if powered else "power on")
             self.card = card
             self._generation = reader._generation
         self.disposition = disposition
@@ -190,8 +217,10 @@ class EmulatedCardConnection(CardConnection):
             disposition = self.disposition
             if disposition == scard.SCARD_RESET_CARD:
                 card.reset()
+                reader.event("reset")
             elif disposition == scard.SCARD_UNPOWER_CARD and reader._connections == 0:
                 card.power_off()
+                reader.event("power off")
             elif disposition == scard.SCARD_EJECT_CARD:
                 reader.remove()
 
@@ -225,7 +254,11 @@ class EmulatedCardConnection(CardConnection):
         reader = self.emulated_reader
         with reader.lock:
             card = self._live_card("transmit")
-            response = card.transmit(bytes(command))
+            command = bytes(command)
+            started = time.perf_counter()
+            response = card.transmit(command)
+            if reader.trace is not None:
+                reader.trace.exchange(command, response, time.perf_counter() - started, reader.name)
         if len(response) < 2:  # the card went mute (a simulated power cut)
             raise CardConnectionException("Failed to transmit: the card did not answer",
                                           hresult=scard.SCARD_E_NOT_TRANSACTED)
@@ -265,7 +298,16 @@ def _tolerant(factory):
     return readers
 
 
-def register(card=None, name: str | None = None, *, mode: str = "replace") -> EmulatedReader:
+def _open_trace(trace, name: str):
+    """(trace, owned): an ApduTrace as it is, a file name opened as a new trace file."""
+    if trace is None or not isinstance(trace, (str, os.PathLike)):
+        return trace, False
+    from .trace import ApduTrace
+
+    return ApduTrace.open(trace, title=name), True
+
+
+def register(card=None, name: str | None = None, *, mode: str = "replace", trace=None) -> EmulatedReader:
     """Add a reader holding ``card`` (or an :class:`EmulatedReader`) to
     ``smartcard.System.readers()``; returns the reader.
 
@@ -273,17 +315,20 @@ def register(card=None, name: str | None = None, *, mode: str = "replace") -> Em
     no pcscd and no libpcsclite). ``mode="append"``: PC/SC readers first, then
     the emulated ones; a missing pcscd gives no PC/SC readers instead of an
     exception. The last call's mode applies to all registered readers.
-    Names default to ``cardos Emulated Reader N``.
+    Names default to ``cardos Emulated Reader N``. ``trace``: a file name (or an
+    :class:`~cardos.transports.trace.ApduTrace`) for the reader's decoded APDU trace.
     """
     if mode not in ("replace", "append"):
         raise ValueError('mode must be "replace" or "append"')
     if isinstance(card, EmulatedReader):
+        if trace is not None:
+            raise ValueError("give trace= to the EmulatedReader itself")
         reader = card
     else:
         taken = {r.name for r in _registered}
         if name is None:
             name = next(NAME.format(i) for i in range(len(taken) + 1) if NAME.format(i) not in taken)
-        reader = EmulatedReader(card, name)
+        reader = EmulatedReader(card, name, trace)
     if any(r.name == reader.name for r in _registered):
         raise ValueError(f"a reader named {reader.name!r} is already registered")
     global _saved_factories
@@ -302,8 +347,11 @@ def unregister(reader: EmulatedReader | None = None) -> None:
     ``ReaderFactory.factorymethods`` is restored to what it was before."""
     global _saved_factories
     if reader is None:
+        for each in _registered:
+            each.close_trace()
         _registered.clear()
     elif reader in _registered:
+        reader.close_trace()
         _registered.remove(reader)
     if not _registered and _saved_factories is not None:
         ReaderFactory.factorymethods[:] = _saved_factories
@@ -311,9 +359,9 @@ def unregister(reader: EmulatedReader | None = None) -> None:
 
 
 @contextmanager
-def emulated_reader(card=None, name: str | None = None, *, mode: str = "replace"):
+def emulated_reader(card=None, name: str | None = None, *, mode: str = "replace", trace=None):
     """``with emulated_reader(card) as reader:`` — :func:`register` for the block."""
-    reader = register(card, name, mode=mode)
+    reader = register(card, name, mode=mode, trace=trace)
     try:
         yield reader
     finally:

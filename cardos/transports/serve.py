@@ -49,7 +49,11 @@ def add_arguments(parser) -> None:
                              "(default 3)")
     parser.add_argument("--durable", action="store_true",
                         help="fsync every commit (survives a host power loss, not only a crash)")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="-v: every control code and APDU")
+    parser.add_argument("--trace", metavar="FILE",
+                        help="write every APDU decoded (name, fields, SW meaning, duration) with a timestamp, and "
+                             "the power and insert/remove events, to FILE (mode 0600; `cardos decode FILE` reads it)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="the same decoded trace on stderr, and connection details (never vpcd's ATR polls)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
 
 
@@ -58,6 +62,16 @@ def seconds(text: str) -> float:
     if not value > 0:
         raise ValueError(text)
     return value
+
+
+def open_trace(args):
+    """The decoded APDU trace of ``--trace FILE`` and/or ``-v`` (stderr), or None."""
+    if not args.trace and not args.verbose:
+        return None
+    from .trace import ApduTrace
+
+    return ApduTrace.open(args.trace, echo=sys.stderr if args.verbose else None, title=", ".join(args.images),
+                          labelled=len(args.images) > 1)
 
 
 def assign_addresses(n_images: int, vpcd: list[str] | None) -> list[tuple[str, int]]:
@@ -111,6 +125,7 @@ def run(args) -> int:
     _setup_logging(args)
 
     cards: list = []
+    trace = None
     control = None
     server = None
     # Block the signals in every thread and take them synchronously here: a
@@ -122,7 +137,12 @@ def run(args) -> int:
     try:
         for image in args.images:
             cards.append(Card.open(image, durable=args.durable))  # locked until closed (cardos/store.py)
-        slots = [Slot(card, host, port, connect_timeout=args.timeout, poll_timeout=args.timeout)
+        try:
+            trace = open_trace(args)
+        except OSError as exc:
+            print(f"cardos serve: error: --trace {args.trace}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_USAGE
+        slots = [Slot(card, host, port, connect_timeout=args.timeout, poll_timeout=args.timeout, trace=trace)
                  for card, (host, port) in zip(cards, addresses)]
         server = VpcdServer(slots)
         if args.control:
@@ -156,6 +176,8 @@ def run(args) -> int:
             server.stop()
         for card in cards:
             card.close()
+        if trace is not None:
+            trace.close()
         while signals & signal.sigpending():  # do not let a late signal hit the default action
             signal.sigwait(signals & signal.sigpending())
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)

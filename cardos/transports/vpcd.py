@@ -25,8 +25,8 @@ import logging
 import socket
 import struct
 import threading
+import time
 
-from ..redact import apdu_hex
 from .diagnose import VpcdError, await_activation, busy_message, explain_connect_error
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,8 @@ _QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 _IPPROTO_TCP = socket.IPPROTO_TCP
 _pack_length = struct.Struct(">H").pack
 _WRONG_LENGTH = b"\x67\x00"
+# control code -> (Card method, trace event)
+_POWER_EVENTS = {POWER_ON: ("power_on", "power on"), RESET: ("reset", "reset"), POWER_OFF: ("power_off", "power off")}
 
 #: Slot states (``Slot.state``).
 IDLE, CONNECTING, INSERTED, RETRYING, REMOVED, FAILED, STOPPED = (
@@ -92,11 +94,13 @@ class Slot:
 
     ``card`` needs ``atr``, ``power_on()``, ``reset()``, ``power_off()`` and
     ``transmit(bytes-like) -> bytes`` (a :class:`cardos.Card`); ``transmit``
-    gets a view of the receive buffer and must not keep it.
+    gets a view of the receive buffer and must not keep it. ``trace``: an
+    :class:`cardos.transports.trace.ApduTrace` that gets every APDU and power
+    event (never the ATR polls).
     """
 
     def __init__(self, card, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, label: str | None = None,
-                 connect_timeout: float = 3.0, poll_timeout: float = 3.0, max_backoff: float = 1.0):
+                 connect_timeout: float = 3.0, poll_timeout: float = 3.0, max_backoff: float = 1.0, trace=None):
         self.card = card
         self.host = host
         self.port = port
@@ -104,6 +108,7 @@ class Slot:
         self.connect_timeout = connect_timeout
         self.poll_timeout = poll_timeout
         self.max_backoff = max_backoff
+        self.trace = trace
         self.apdus = 0            # APDUs answered since start
         self.insertions = 0       # times vpcd took the card in
         self.error: VpcdError | None = None
@@ -301,6 +306,8 @@ class Slot:
             self.card.power_off()
         if was_inserted and not self._present and not self._stopping:
             log.info("%s: card removed", self.label)
+        if was_inserted and self.trace is not None:
+            self.trace.event("card removed", self.label)
 
     def _serve(self, sock: socket.socket) -> None:
         """The message loop; returns or raises when the connection ends."""
@@ -311,7 +318,8 @@ class Slot:
         sendmsg = sock.sendmsg
         setsockopt = sock.setsockopt
         quickack = _QUICKACK
-        debug = log.isEnabledFor(logging.DEBUG)
+        trace = self.trace
+        clock = time.perf_counter
 
         def recv_exact(n: int) -> None:
             got = 0
@@ -340,29 +348,33 @@ class Slot:
         self.insertions += 1
         self._set_state(INSERTED)
         log.info("%s: card inserted", self.label)
+        if trace is not None:
+            trace.event("card inserted", self.label)
 
         while True:
             length = buf[0] << 8 | buf[1]
             recv_exact(length)
             if length == 1:
                 code = buf[0]
-                if code == GET_ATR:
+                if code == GET_ATR:  # pcscd's presence poll, ~30 a second: never traced
                     send(card.atr)
-                elif code == POWER_ON:
-                    card.power_on()
-                elif code == RESET:
-                    card.reset()
-                elif code == POWER_OFF:
-                    card.power_off()
-                if debug:
-                    log.debug("%s: control %02X", self.label, code)
+                elif code in _POWER_EVENTS:
+                    getattr(card, _POWER_EVENTS[code][0])()
+                    if trace is not None:
+                        trace.event(_POWER_EVENTS[code][1], self.label)
             else:
-                response = card.transmit(view[:length])
+                if trace is None:
+                    response = card.transmit(view[:length])
+                else:
+                    command = bytes(view[:length])
+                    started = clock()
+                    response = card.transmit(command)
+                    trace.exchange(command, response, clock() - started, self.label)
                 self.apdus += 1
-                if debug:
-                    log.debug("%s: > %s < %s", self.label, apdu_hex(bytes(view[:length])), response.hex().upper())
                 if self._tear:
                     self._tear = False
+                    if trace is not None:
+                        trace.event("torn: the card was pulled before this answer left", self.label)
                     raise _Torn()
                 if not response:
                     raise _Mute()
