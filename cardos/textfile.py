@@ -29,11 +29,14 @@ def read_text(path, kind: str) -> str:
         raise TextFileProblem(f"cannot read: {exc.strerror}") from None
 
 
-def write_problem(path) -> str | None:
-    """Why a new file cannot be written at ``path`` (a directory there, no such directory), or ``None``."""
-    folder = os.path.dirname(path) or "."
+def write_problem(path, makes_directories: bool = False) -> str | None:
+    """Why a new file cannot be written at ``path`` (a directory there, no such directory — unless the
+    writer ``makes_directories`` — or a file where a directory should be), or ``None``."""
     if os.path.isdir(path):
         return "is a directory (give a file name)"
-    if not os.path.isdir(folder):
-        return f"no such directory {folder}"
-    return None
+    folder = os.path.dirname(os.path.abspath(path))
+    if not makes_directories:
+        return None if os.path.isdir(folder) else f"no such directory {os.path.dirname(path) or '.'}"
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    return None if os.path.isdir(folder) else f"{folder} is not a directory"

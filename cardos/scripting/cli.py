@@ -111,7 +111,7 @@ def cmd_run(args, out=None, err=None) -> int:
             except OSError as exc:
                 return _usage(f"--json {args.json}: cannot write: {exc.strerror}")
             json_reporter = JsonReporter(json_file, args.lang, show_keys=args.show_keys)
-    problem = write_problem(args.junit_xml) if args.junit_xml else None
+    problem = write_problem(args.junit_xml, makes_directories=True) if args.junit_xml else None
     if problem:  # found before the card is touched, not after the run
         return _usage(f"--junit-xml {args.junit_xml}: cannot write: {problem}")
     junit = JUnitReporter(args.junit_xml, args.lang, show_keys=args.show_keys) if args.junit_xml else None

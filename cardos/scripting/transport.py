@@ -33,6 +33,7 @@ class EmulatorTransport:
 
     def close(self) -> None:
         self.card.power_off()
+        self.card.close()  # an image's lock goes with it
 
 
 def open_transport(card_path: str | None = None, reader: str | None = None):
