@@ -144,6 +144,21 @@ def test_private_files_are_0600_never_through_a_link(tmp_path):
         os.umask(old)
 
 
+@pytest.mark.parametrize("args", [("run", "pin.apdu", "--json", "out"), ("run", "pin.apdu", "--junit-xml", "out"),
+                                  ("convert", "pin.apdu", "--to", "scriptor", "-o", "out")])
+def test_a_planted_link_is_refused_with_one_line(tmp_path, args):
+    (tmp_path / "pin.apdu").write_text(f"00 20 00 00 06 {PIN} => 9403\n")
+    victim = tmp_path / "victim"
+    victim.write_text("untouched")
+    (tmp_path / "out").symlink_to(victim)
+    result = cardos(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith("out: is a symbolic link (files that can hold secrets are written only "
+                                          "to a real path)"), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert victim.read_text() == "untouched"
+
+
 # -- the scan --------------------------------------------------------------------------------------
 
 def created_files(folder: Path, before: set) -> list[Path]:
