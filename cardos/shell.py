@@ -958,17 +958,20 @@ def masked_command(line: str) -> str:
     'apdu 00 20 00 00 02 ** **'
     >>> masked_command("cd 3F00")
     'cd 3F00'
+    >>> masked_command("apud 0020000002 1234")  # a typo is no excuse to keep a PIN
+    'apud 0020000002 ****'
     """
     words = line.split()
-    if len(words) > 1 and words[0] == "verify":
+    command = words[0].lower() if words else ""
+    if len(words) > 1 and command == "verify":
         return " ".join(words[:-1] + ["*" * len(words[-1])])
-    if len(words) > 1 and words[0] == "apdu":
+    if len(words) > 1 and command == "apdu":
         try:
             apdu = parse_hex(line.split(None, 1)[1])
         except UsageError:
             return redact_text(line)
         return f"apdu {apdu_spaced(apdu)}" if secret_span(apdu) else line
-    return line
+    return redact_text(line)
 
 
 def _save_history(path: str) -> None:
