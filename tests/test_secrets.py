@@ -259,6 +259,20 @@ def test_a_new_history_file_is_0600(tmp_path):
     assert mode(tmp_path / ".cardos_history") == "0o600"
 
 
+def test_conformance_reports_are_0600_and_mask_the_pin(tmp_path):
+    from cardos.conformance.baseline import PIN as SUITE_PIN
+
+    (tmp_path / "old.xml").write_text("old")
+    (tmp_path / "old.xml").chmod(0o644)                       # an old report overwritten becomes private
+    result = cardos("conformance", "-k", "verify", "--junit-xml", "old.xml", "--json", "report.json", cwd=tmp_path)
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    junit = (tmp_path / "old.xml").read_text()
+    assert "&gt;&gt; 0020000003******" in junit                # the trace is there, the PIN is not
+    for path in (tmp_path / "old.xml", tmp_path / "report.json"):
+        assert mode(path) == "0o600", path.name
+        assert f"0020000003{SUITE_PIN}" not in re.sub(r"\s", "", path.read_text())
+
+
 # -- serve -v and cardos run / shell through pcscd ----------------------------------------------------
 
 def _pcsc_exchange(connection, hex_apdu: str) -> tuple[bytes, int]:
