@@ -176,7 +176,7 @@ def test_no_pin_or_key_leaves_in_clear_and_every_file_is_0600(tmp_path):
     outputs = {}
     assert cardos("new", "card.json", cwd=tmp_path).returncode == 0
     run = cardos("run", "setup.apdu", "--card", "card.json", "--keep-going", "--json", "run.jsonl",
-                 "--junit-xml", "reports/run.xml", cwd=tmp_path)
+                 "--junit-xml", "run.xml", cwd=tmp_path)
     assert run.returncode == 1, run.stderr                     # the wrong expectation, nothing else
     assert "setup.apdu:9: status word 9000 (success), expected 6983" in run.stdout
     outputs["run"] = run
