@@ -66,10 +66,18 @@ def open_private_text(path) -> io.TextIOWrapper:
     return open(open_private(path), "w", encoding="utf-8")
 
 
+LINK_REFUSED = "is a symbolic link (files that can hold secrets are written only to a real path)"
+
+
+def planted_link(path) -> str | None:
+    """The refusal a symbolic link at ``path`` will meet, for saying it before any work rather than after."""
+    return LINK_REFUSED if os.path.islink(path) else None
+
+
 def write_failure(exc: OSError) -> str:
     """The reason an :class:`OSError` from this module gives, worded for a one-line error."""
     if exc.errno == errno.ELOOP:
-        return "is a symbolic link (files that can hold secrets are written only to a real path)"
+        return LINK_REFUSED
     if isinstance(exc, FileExistsError):
         return "already exists"
     return f"cannot write: {exc.strerror or exc}"

@@ -87,7 +87,7 @@ def pin_bytes(text: str) -> bytes:
     '12345F'
     """
     if not (text.isdigit() and 2 <= len(text) <= 12):
-        raise UsageError(f"PIN {text!r}: 2 to 12 decimal digits")
+        raise UsageError(f"a PIN is 2 to 12 decimal digits (got {len(text)} characters; not echoed)")
     return bytes.fromhex(text + "F" * (len(text) % 2))
 
 

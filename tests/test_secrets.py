@@ -156,6 +156,7 @@ def test_a_planted_link_is_refused_with_one_line(tmp_path, args):
     assert result.stderr.strip().endswith("out: is a symbolic link (files that can hold secrets are written only "
                                           "to a real path)"), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert result.stdout == ""                                 # said before any work
     assert victim.read_text() == "untouched"
 
 
@@ -188,10 +189,13 @@ def test_no_pin_or_key_leaves_in_clear_and_every_file_is_0600(tmp_path):
     outputs["convert --keys"] = cardos("convert", "keyed.apdu", "--keys", "sample", "--to", "scriptor",
                                        "-o", "keyed.scriptor", cwd=tmp_path)
     assert outputs["convert"].returncode == outputs["convert --keys"].returncode == 0
-    shell_input = (f"verify {PIN}\napdu 00 20 00 00 06 {PIN}\ntrace short\nverify 00 {PIN}\n"
+    typo = PIN[:-1] + "x"                                      # a mistyped PIN is not echoed either
+    shell_input = (f"verify {PIN}\napdu 00 20 00 00 06 {PIN}\ntrace short\nverify 00 {PIN}\nverify {typo}\n"
                    f"apdu 80 D4 01 01 15 39 F0 F0 AA 33 {KEY}\nquit\n")
     for trace in ("full", "short"):
         outputs[f"shell --trace {trace}"] = cardos("shell", "--trace", trace, stdin=shell_input, cwd=tmp_path)
+        assert "a PIN is 2 to 12 decimal digits" in outputs[f"shell --trace {trace}"].stdout
+        assert typo[:-1] not in outputs[f"shell --trace {trace}"].stdout
     issued = cardos("issue", "--profile", "city", "--keys", "test", "--serial", "1", "--param",
                     f"pin={PIN}", "-v", "--save-script", "issue.apdu", "--out", "issued.json", cwd=tmp_path)
     assert issued.returncode == 0, issued.stderr

@@ -92,7 +92,7 @@ def _usage(message: str) -> int:
 
 
 def cmd_run(args, out=None, err=None) -> int:
-    from ..privatefile import open_private_text, write_failure
+    from ..privatefile import open_private_text, planted_link, write_failure
     from .report import HumanReporter, JsonReporter, JUnitReporter, Reporters, use_color
 
     out = out or sys.stdout
@@ -116,6 +116,9 @@ def cmd_run(args, out=None, err=None) -> int:
     problem = write_problem(args.junit_xml, makes_directories=True) if args.junit_xml else None
     if problem:  # found before the card is touched, not after the run
         return _usage(f"--junit-xml {args.junit_xml}: cannot write: {problem}")
+    link = planted_link(args.junit_xml) if args.junit_xml else None
+    if link:  # the report is written privately, never through a link: say so before the run
+        return _usage(f"--junit-xml {args.junit_xml}: {link}")
     junit = JUnitReporter(args.junit_xml, args.lang, show_keys=args.show_keys) if args.junit_xml else None
     try:
         code = _run(args, now, Reporters(human, json_reporter, junit), json_reporter, junit, err)
