@@ -2,7 +2,8 @@
 
 Every file cardos writes that may carry a PIN or a key value goes through
 here: key sets, ``issue --save-script``, ``convert -o``, ``run --json`` and
-``--junit-xml`` reports, the shell's history (docs/robustness.md, "Secrets").
+``--junit-xml`` reports, ``serve --trace`` files, the shell's history
+(docs/robustness.md, "Secrets").
 
 * A new file is created with mode 0600 (the umask can only remove bits).
 * An existing regular file is truncated and set to 0600 (``fchmod``): a
@@ -29,18 +30,25 @@ import os
 import stat
 
 FILE_MODE = 0o600
+LINK_REFUSED = "is a symbolic link (files that can hold secrets are written only to a real path)"
 
 
 def open_private(path, overwrite: bool = True) -> int:
     """A descriptor open for writing on ``path`` (see the module); the caller closes it.
 
     ``overwrite=False`` refuses an existing file (``FileExistsError``). A
-    symbolic link raises ``OSError`` (``ELOOP``); other failures are the
-    ``OSError`` of the system call, for the caller to word.
+    symbolic link raises ``OSError`` (``ELOOP``) whose ``strerror`` says so
+    plainly; other failures are the ``OSError`` of the system call, for the
+    caller to word.
     """
     flags = (os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
              | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
-    fd = os.open(path, flags, FILE_MODE)
+    try:
+        fd = os.open(path, flags, FILE_MODE)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # "too many levels of symbolic links" would puzzle
+            raise OSError(errno.ELOOP, LINK_REFUSED, os.fspath(path)) from None
+        raise
     try:
         if stat.S_ISREG(os.fstat(fd).st_mode) and hasattr(os, "fchmod"):
             os.fchmod(fd, FILE_MODE)  # an existing file keeps its old mode otherwise
@@ -64,9 +72,6 @@ def write_private(path, data: str | bytes, overwrite: bool = True) -> None:
 def open_private_text(path) -> io.TextIOWrapper:
     """``open(path, "w", encoding="utf-8")`` made private: for reports written as they go."""
     return open(open_private(path), "w", encoding="utf-8")
-
-
-LINK_REFUSED = "is a symbolic link (files that can hold secrets are written only to a real path)"
 
 
 def planted_link(path) -> str | None:

@@ -292,7 +292,10 @@ def test_serve_verbose_through_pcscd_logs_no_pin_or_key(serve_process, vpcd, pcs
     reader = reader_name(FIRST_PORT)
     image = tmp_path / "card.json"
     Card.blank().save_as(image).close()
-    served = serve_process(str(image), "-v")
+    trace = tmp_path / "serve.trace"
+    trace.write_text("an old trace\n")
+    trace.chmod(0o644)                                         # overwritten: private from now on
+    served = serve_process(str(image), "-v", "--trace", str(trace))
     pcscd.wait_card(reader, present=True)
     connection = vpcd.connect(reader)
     assert _pcsc_exchange(connection, "00A40000023F00")[1] == 0x9000
@@ -310,8 +313,9 @@ def test_serve_verbose_through_pcscd_logs_no_pin_or_key(serve_process, vpcd, pcs
     served.signal(15)
     assert served.wait() == 0
     log = "\n".join(served.stdout_lines + served.stderr_lines)
-    assert "> 0020000006************" in log                    # -v logs every APDU, masked
-    for name, text in (("serve -v", log), ("run -r", run.stdout + run.stderr),
+    assert "VERIFY" in log and "** ** ** ** ** **" in log       # -v traces every APDU, masked
+    assert "VERIFY" in trace.read_text() and mode(trace) == "0o600"
+    for name, text in (("serve -v", log), ("serve --trace", trace.read_text()), ("run -r", run.stdout + run.stderr),
                        ("run --json", (tmp_path / "run.jsonl").read_text()), ("shell -r", shell.stdout)):
         assert not secrets_in(text), f"{name}: {text}"
     assert mode(tmp_path / "run.jsonl") == "0o600"
