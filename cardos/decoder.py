@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from .apdu import CardError, parse
+from .redact import secret_span
 from .sw import describe
 
 Layout = Sequence  # of (name, length) with length -1 = "the rest"
@@ -33,12 +34,16 @@ class Field:
     name: str
     value: bytes
     note: str = ""  # a human reading: amount in yuan, BCD date, ...
-    secret: bool = False  # a key value: shown as ``*`` (cardos never prints keys unasked)
+    secret: bool = False  # a PIN or key value: shown as ``*`` (cardos never prints secrets unasked)
 
     def hex(self) -> str:
         if self.secret:
             return "*" * (2 * len(self.value))
         return self.value.hex().upper()
+
+    def byte_texts(self) -> list:
+        """``["12", "34"]``, or ``["**", "**"]`` for a secret: one text per byte, for spaced output."""
+        return ["**" if self.secret else f"{b:02X}" for b in self.value]
 
 
 @dataclass
@@ -221,7 +226,7 @@ def _names(spec: CommandSpec | None, cla: int, ins: int, p1: int, p2: int) -> tu
 
 
 def decode_command(apdu: bytes, show_keys: bool = False) -> DecodedCommand:
-    """Name and split a command APDU; the key of a plain WRITE KEY is masked unless ``show_keys``."""
+    """Name and split a command APDU; PINs and key values (:mod:`cardos.redact`) are masked unless ``show_keys``."""
     apdu = bytes(apdu)
     if len(apdu) < 4:
         return DecodedCommand(apdu, "(too short)", "（过短）", apdu, valid=False)
@@ -231,8 +236,10 @@ def decode_command(apdu: bytes, show_keys: bool = False) -> DecodedCommand:
     try:
         cmd = parse(apdu)
     except CardError:
-        return DecodedCommand(apdu, en, zh, apdu[:4], fields=[Field("data", apdu[4:])] if apdu[4:] else [],
-                              valid=False)
+        fields = [Field("data", apdu[4:])] if apdu[4:] else []
+        if not show_keys:
+            _mark_secrets(apdu, fields, 4)
+        return DecodedCommand(apdu, en, zh, apdu[:4], fields=fields, valid=False)
     data = cmd.data
     if cmd.extended:
         lc = apdu[4:7] if data else b""
@@ -251,12 +258,21 @@ def decode_command(apdu: bytes, show_keys: bool = False) -> DecodedCommand:
         if callable(layout):
             layout = layout(data)
         fields = split(data, layout) if layout else ([Field("data", data)] if data else [])
-        if ins == 0xD4 and cla & 0xF4 == 0x80 and not show_keys:
-            for f in fields:
-                f.secret = f.name == "key"
         if mac:
             fields.append(Field("mac", mac))
+        if not show_keys:
+            _mark_secrets(apdu, fields, 4 + len(lc))
     return DecodedCommand(apdu, en, zh, apdu[:4], lc, fields, cmd.le, le_bytes)
+
+
+def _mark_secrets(apdu: bytes, fields: list, offset: int) -> None:
+    """Mark the fields (laid end to end from ``offset``) that overlap the APDU's PIN or key value."""
+    span = secret_span(apdu)
+    if span is None:
+        return
+    for f in fields:
+        f.secret = offset < span[1] and span[0] < offset + len(f.value)
+        offset += len(f.value)
 
 
 def decode_response(command: bytes, data: bytes) -> list:

@@ -18,6 +18,7 @@ from . import image as image_module
 from . import profiles as P
 from .keyset import STANDARD_ROLES, KeySet, KeySetError, load as load_keyset
 from .personalize import IssueError, add_application, issue, script_header, script_text
+from .privatefile import write_failure, write_private
 from .redact import apdu_hex
 from .textfile import write_problem
 from .tries import NotBlank, check_blank
@@ -315,11 +316,9 @@ def _run_issue(args, out) -> int:
                 else f"issue {profile.name} onto a blank card")
         text = script_text(plan, ref, script_header(plan, keyset, what))
         try:
-            fd = os.open(args.save_script, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
+            write_private(args.save_script, text)  # key references, maybe PINs: 0600 (docs/robustness.md)
         except OSError as exc:
-            raise _Fail(f"--save-script {args.save_script}: cannot write: {exc.strerror} "
+            raise _Fail(f"--save-script {args.save_script}: {write_failure(exc)} "
                         f"(the card was {verb} all the same)") from None
         print(f"saved the APDU script {args.save_script} (run it with: cardos run {args.save_script} "
               "--card IMAGE | --reader NAME)", file=out)

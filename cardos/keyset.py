@@ -26,10 +26,10 @@ from pathlib import Path
 
 from .crypto import DES, SM4, Algorithm
 from .jsonfile import JsonFileProblem, read_json
+from .privatefile import write_failure, write_private
 
 FORMAT = "cardos-keyset"
 VERSION = 1
-FILE_MODE = 0o600
 KEY_LENGTH = 16
 ALGORITHMS = {"3DES": DES, "SM4": SM4}
 ROLE_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -180,22 +180,12 @@ class KeySet:
     def save(self, path, overwrite: bool = False) -> None:
         """Write the key set with mode 0600; refuses to overwrite unless asked."""
         path = Path(path)
-        text = self.dumps()
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
         try:
-            fd = os.open(path, flags, FILE_MODE)
-        except FileExistsError:
-            raise KeySetError(path, "", "already exists (refusing to overwrite a key set)") from None
+            write_private(path, self.dumps(), overwrite)
         except OSError as exc:
-            raise KeySetError(path, "", f"cannot write: {exc.strerror}") from None
-        try:
-            if hasattr(os, "fchmod"):  # an overwritten file keeps its old mode otherwise
-                os.fchmod(fd, FILE_MODE)
-            view = memoryview(text.encode("utf-8"))
-            while view:  # a short write (disk full) must not leave a truncated key set
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
+            reason = ("already exists (refusing to overwrite a key set)" if isinstance(exc, FileExistsError)
+                      else write_failure(exc))
+            raise KeySetError(path, "", reason) from None
         self.path = path
 
     @classmethod

@@ -34,6 +34,7 @@ from .apdu import build
 from .crypto import DES, Algorithm
 from .keys import Key, KeyType
 from .keyset import KeySet, KeySetError
+from .redact import apdu_hex
 from .sw import describe
 from .terminal.secure import external_auth_cryptogram, protected_apdu
 from .tries import wrong_key
@@ -310,7 +311,7 @@ class _Compiler:
             apdu = _rendered(a.apdu, self.values, f"{a.where}.apdu", self.profile, "APDU")
             if len(apdu) < 4:
                 self.fail(f"{a.where}.apdu", "an APDU is at least 4 bytes")
-            self.add(Send(a.label or f"{df_name}: {apdu.hex().upper()}", apdu, a.expect))
+            self.add(Send(a.label or f"{df_name}: {apdu_hex(apdu)}", apdu, a.expect))
 
     def df_body(self, df: P.DFSpec, dir_entries: list) -> None:
         serial = self._serial(df)
@@ -521,7 +522,7 @@ class _Link:
         if self.log:
             self.log(label, apdu, response)
         if len(response) < 2:
-            raise IssueError(f"{label}: the card did not answer {apdu.hex().upper()} (removed? power lost?)",
+            raise IssueError(f"{label}: the card did not answer {apdu_hex(apdu)} (removed? power lost?)",
                              label, apdu)
         return response
 
@@ -558,7 +559,7 @@ def run(steps, transmit, log=None) -> int:
                 hint = f" — {wrong_key(sw)} (is the card blank / issued with this key set and serial?)"
             elif sw == 0x6A84:
                 hint = " — no space left on the card"
-            raise IssueError(f"{step.label}: {apdu.hex().upper()} answered {sw:04X} ({describe(sw)}), "
+            raise IssueError(f"{step.label}: {apdu_hex(apdu)} answered {sw:04X} ({describe(sw)}), "
                              f"expected {'|'.join(step.expect)}{hint}", step.label, apdu, sw)
     return link.count
 

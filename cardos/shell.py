@@ -25,6 +25,8 @@ import time
 
 from .decoder import decode_command, describe_sw, hex_spaced
 from .i18n import Messages, display_width
+from .privatefile import write_private
+from .redact import apdu_spaced, redact_text, secret_span
 from .scripting.lexer import Pos
 from .scripting.report import HumanReporter
 from .scripting.runner import Exchange
@@ -85,7 +87,7 @@ def pin_bytes(text: str) -> bytes:
     '12345F'
     """
     if not (text.isdigit() and 2 <= len(text) <= 12):
-        raise UsageError(f"PIN {text!r}: 2 to 12 decimal digits")
+        raise UsageError(f"a PIN is 2 to 12 decimal digits (got {len(text)} characters; not echoed)")
     return bytes.fromhex(text + "F" * (len(text) % 2))
 
 
@@ -241,7 +243,7 @@ class CardShell(cmd.Cmd):
             dc = decode_command(apdu)
             data = f"{hex_spaced(response[:-2])} " if response[:-2] and len(response) <= 18 else (
                 f"({len(response) - 2} bytes) " if response[:-2] else "")
-            self.say(f"  {self.s('2', '·')} {hex_spaced(apdu)}  {self.s('2', dc.title(self.lang))}  → {data}"
+            self.say(f"  {self.s('2', '·')} {apdu_spaced(apdu)}  {self.s('2', dc.title(self.lang))}  → {data}"
                      f"{self.s.sw(sw, f'{sw >> 8:02X} {sw & 0xFF:02X}')} {describe_sw(sw, self.lang)}")
         else:
             self._n += 1
@@ -250,7 +252,7 @@ class CardShell(cmd.Cmd):
         lines = getattr(self.transport, "lines", None)
         if lines:
             for line in lines:
-                self.say(self.s("2", f"    scriptor| {line}"))
+                self.say(self.s("2", f"    scriptor| {redact_text(line)}"))
         return response
 
     def xfer(self, apdu: bytes, compact: bool = False) -> tuple:
@@ -322,7 +324,7 @@ class CardShell(cmd.Cmd):
                 self.say(self.s("35", stripped))
             return ""
         if not self.interactive and stripped and stripped != "EOF":
-            self.say(self.s("1", f"cardos {self.where}> {stripped}"))
+            self.say(self.s("1", f"cardos {self.where}> {masked_command(stripped)}"))
         return line
 
     def onecmd(self, line: str) -> bool:
@@ -947,6 +949,52 @@ def _setup_readline():
     return path
 
 
+def masked_command(line: str) -> str:
+    """A shell command line with its PIN or key value as ``*``: for the echo and the history.
+
+    >>> masked_command("verify 00 123456")
+    'verify 00 ******'
+    >>> masked_command("apdu 00 20 00 00 02 12 34")
+    'apdu 00 20 00 00 02 ** **'
+    >>> masked_command("cd 3F00")
+    'cd 3F00'
+    >>> masked_command("apud 0020000002 1234")  # a typo is no excuse to keep a PIN
+    'apud 0020000002 ****'
+    """
+    words = line.split()
+    command = words[0].lower() if words else ""
+    if len(words) > 1 and command == "verify":
+        return " ".join(words[:-1] + ["*" * len(words[-1])])
+    if len(words) > 1 and command == "apdu":
+        try:
+            apdu = parse_hex(line.split(None, 1)[1])
+        except UsageError:
+            return redact_text(line)
+        return f"apdu {apdu_spaced(apdu)}" if secret_span(apdu) else line
+    return redact_text(line)
+
+
+def _save_history(path: str) -> None:
+    """Write the readline history to ``path``, mode 0600, without the lines that held a PIN or a key.
+
+    Those lines are dropped rather than masked (a masked line is no use to
+    recall); old entries read from the file are filtered the same way.
+    """
+    import readline
+    import tempfile
+
+    for index in reversed(range(readline.get_current_history_length())):
+        item = readline.get_history_item(index + 1)  # 1-based, unlike remove_history_item
+        if item is not None and masked_command(item) != item:
+            readline.remove_history_item(index)
+    with tempfile.TemporaryDirectory() as folder:  # readline writes only to a path: a private one
+        scratch = os.path.join(folder, "history")
+        readline.write_history_file(scratch)
+        with open(scratch, "rb") as f:
+            data = f.read()
+    write_private(path, data)
+
+
 def run(args, stdin=None, out=None) -> int:
     from .scripting.keysource import open_keys
 
@@ -992,10 +1040,8 @@ def run(args, stdin=None, out=None) -> int:
                 print("^C", file=out)
     finally:
         if history:
-            import readline
-
             try:
-                readline.write_history_file(history)
+                _save_history(history)
             except OSError:
                 pass
         transport.close()

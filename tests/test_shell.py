@@ -88,7 +88,7 @@ def test_failures_and_usage(image):
     assert "Failure: SELECT 0099: 6A82 file not found" in out
     assert "usage: load needs keys" in out
     assert "usage: purchase AMOUNT" in out
-    assert "usage: PIN '12x'" in out
+    assert "usage: a PIN is 2 to 12 decimal digits (got 3 characters; not echoed)" in out
     assert "usage: unknown command 'nonsense'" in out
     assert "usage: an APDU has at least 4 bytes" in out
     assert "# a comment" in out

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..decoder import describe_sw
+from ..redact import apdu_hex
 
 OK = 0x9000
 
@@ -124,7 +125,7 @@ class Trace:
             if apdu is None:
                 lines.append(f"-- {note}")
                 continue
-            lines.append(f">> {hexs(apdu)}  {note or command_label(apdu)}")
+            lines.append(f">> {apdu_hex(apdu)}  {note or command_label(apdu)}")
             if response is None:
                 lines.append("<< (no answer)")
             elif len(response) < 2:
@@ -169,7 +170,7 @@ class Channel:
             raise
         self.trace.add(apdu, response)
         if len(response) < 2:
-            raise CardMute(f"{command_label(apdu)} {hexs(apdu)}: the card answered "
+            raise CardMute(f"{command_label(apdu)} {apdu_hex(apdu)}: the card answered "
                            f"{hexs(response) or 'nothing'}")
         return Response(response[:-2], int.from_bytes(response[-2:], "big"))
 
@@ -185,7 +186,7 @@ class Channel:
             data += r.data
             if r.sw1 != 0x61 and r.sw != OK:
                 raise ConformanceFailure("GET RESPONSE", f"fetching the answer of {command_label(apdu)} "
-                                                         f"{hexs(apdu)} gave {sw_text(r.sw)}")
+                                                         f"{apdu_hex(apdu)} gave {sw_text(r.sw)}")
         return Response(data, r.sw)
 
     # -- expectations --------------------------------------------------------------------
@@ -196,10 +197,10 @@ class Channel:
         r = self.send(apdu)
         label = command_label(apdu, self.last_init)
         if not any(sw_matches(r.sw, p) for p in patterns):
-            raise ConformanceFailure(label, f"{why + ': ' if why else ''}{hexs(apdu)} answered {sw_text(r.sw)}, "
+            raise ConformanceFailure(label, f"{why + ': ' if why else ''}{apdu_hex(apdu)} answered {sw_text(r.sw)}, "
                                             f"expected {_pattern_text(patterns)}")
         if data is not None and r.data != data:
-            raise ConformanceFailure(label, f"{why + ': ' if why else ''}{hexs(apdu)} returned {hexs(r.data) or '(no data)'}, "
+            raise ConformanceFailure(label, f"{why + ': ' if why else ''}{apdu_hex(apdu)} returned {hexs(r.data) or '(no data)'}, "
                                             f"expected {hexs(data) or '(no data)'}")
         return r
 
@@ -218,7 +219,7 @@ class Channel:
         r = self.send(apdu)
         if r.sw == OK:
             raise ConformanceFailure(command_label(apdu, self.last_init),
-                                     f"{why + ': ' if why else ''}{hexs(apdu)} was accepted (9000), expected a refusal")
+                                     f"{why + ': ' if why else ''}{apdu_hex(apdu)} was accepted (9000), expected a refusal")
         return r
 
     def check(self, condition: bool, command: str, message: str) -> None:

@@ -22,6 +22,7 @@ import time
 
 import pytest
 
+from ..privatefile import write_private
 from . import PACKAGE_DIR, SUITE_DIR
 from .summary import Result, nonconforming, render, rows, skip_reasons, verdict
 
@@ -198,6 +199,5 @@ def pytest_sessionfinish(session, exitstatus):
               "commands": [{"family": f, "command": c, "passed": p, "failed": x, "skipped": s, "result": v}
                            for f, c, p, x, s, v in rows(results)],
               "tests": [r.to_dict() for r in results]}
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=1, ensure_ascii=False)
-        f.write("\n")
+    # 0600: with --keys the card's keys are in play, and failure messages quote APDUs
+    write_private(path, json.dumps(report, indent=1, ensure_ascii=False) + "\n")

@@ -20,6 +20,7 @@ problem (a bad image, key set or serial, the key set is not the card's, no tests
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -112,6 +113,7 @@ def run(args) -> int:
 def _run_suite(args, collector) -> int:
     import pytest
 
+    from ..privatefile import FILE_MODE
     from .preflight import CannotStart, RunOptions, prepare
     from .sessions import Handover
 
@@ -121,7 +123,11 @@ def _run_suite(args, collector) -> int:
         if any(t.uses_target for t in collector.selected):
             prepared = prepare(RunOptions.from_args(args), workdir,
                                uses_baseline=any(t.uses_baseline for t in collector.selected))
-        code = pytest.main(pytest_args(args), plugins=[Handover(prepared)])
+        old_umask = os.umask(0o077)  # pytest writes the JUnit report (APDU traces): private whatever the umask
+        try:
+            code = pytest.main(pytest_args(args), plugins=[Handover(prepared)])
+        finally:
+            os.umask(old_umask)
     except CannotStart as exc:
         print(f"cardos conformance: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -129,6 +135,9 @@ def _run_suite(args, collector) -> int:
         if prepared is not None:
             prepared.close()
         shutil.rmtree(workdir, ignore_errors=True)
+    report = args.junit_xml
+    if report and os.path.isfile(report) and not os.path.islink(report):
+        os.chmod(report, FILE_MODE)  # an old report overwritten keeps its mode otherwise
     return EXIT_CODES.get(int(code), 3)
 
 

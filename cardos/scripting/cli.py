@@ -35,7 +35,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--junit-xml", metavar="PATH", help="write a JUnit XML report")
     p.add_argument("-q", "--quiet", action="store_true", help="print only failures and the summary")
     p.add_argument("--show-keys", action="store_true",
-                   help="show the key values of plain WRITE KEY commands in the trace and reports (masked otherwise)")
+                   help="show PINs and the key values of plain WRITE KEY commands in the trace and reports "
+                        "(masked otherwise)")
     p.add_argument("--keep-going", action="store_true",
                    help="after a failed expectation, carry on with the script (default: go to the next script)")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failed script")
@@ -71,8 +72,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--lang", choices=("en", "zh"), default="en",
                    help="language of command names, field names and status-word meanings")
     p.add_argument("--no-color", action="store_true")
-    p.add_argument("--show-keys", action="store_true", help="show the key values of plain WRITE KEY commands "
-                   "(masked otherwise)")
+    p.add_argument("--show-keys", action="store_true", help="show PINs and the key values of plain WRITE KEY "
+                   "commands (masked otherwise)")
     p.set_defaults(func=cmd_decode)
 
 
@@ -91,6 +92,7 @@ def _usage(message: str) -> int:
 
 
 def cmd_run(args, out=None, err=None) -> int:
+    from ..privatefile import open_private_text, planted_link, write_failure
     from .report import HumanReporter, JsonReporter, JUnitReporter, Reporters, use_color
 
     out = out or sys.stdout
@@ -107,16 +109,20 @@ def cmd_run(args, out=None, err=None) -> int:
                               quiet=args.quiet, show_keys=args.show_keys)
         if args.json:
             try:
-                json_file = open(args.json, "w", encoding="utf-8")
+                json_file = open_private_text(args.json)  # 0600: the exchanges may hold key references
             except OSError as exc:
-                return _usage(f"--json {args.json}: cannot write: {exc.strerror}")
+                return _usage(f"--json {args.json}: {write_failure(exc)}")
             json_reporter = JsonReporter(json_file, args.lang, show_keys=args.show_keys)
     problem = write_problem(args.junit_xml, makes_directories=True) if args.junit_xml else None
     if problem:  # found before the card is touched, not after the run
         return _usage(f"--junit-xml {args.junit_xml}: cannot write: {problem}")
+    link = planted_link(args.junit_xml) if args.junit_xml else None
+    if link:  # the report is written privately, never through a link: say so before the run
+        return _usage(f"--junit-xml {args.junit_xml}: {link}")
     junit = JUnitReporter(args.junit_xml, args.lang, show_keys=args.show_keys) if args.junit_xml else None
     try:
-        return _run(args, now, Reporters(human, json_reporter, junit), json_reporter, junit, err)
+        code = _run(args, now, Reporters(human, json_reporter, junit), json_reporter, junit, err)
+        return max(code, EXIT_SCRIPT) if junit is not None and junit.write_error else code
     except BrokenPipeError:  # `cardos run ... | head`
         import os
 
@@ -231,6 +237,7 @@ def _guess_format(path: str) -> str:
 
 
 def cmd_convert(args, out=None, err=None) -> int:
+    from ..privatefile import write_failure, write_private
     from .convert import convert
     from .keysource import open_keys
     from .lexer import ScriptError
@@ -255,9 +262,9 @@ def cmd_convert(args, out=None, err=None) -> int:
         return EXIT_SCRIPT
     if args.output:
         try:
-            Path(args.output).write_text(result, encoding="utf-8")
-        except OSError as exc:  # a missing directory, a directory, a read-only place
-            return _usage(f"-o {args.output}: cannot write: {exc.strerror}")
+            write_private(args.output, result)  # 0600: with --keys it holds key values, and PINs anyway
+        except OSError as exc:
+            return _usage(f"-o {args.output}: {write_failure(exc)}")
     else:
         out.write(result)
     return EXIT_OK

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 
 from ..apdu import CardError, parse
+from ..redact import apdu_hex
 from .expr import Context, evaluate
 from .lexer import Pos, ScriptError
 from .parser import (
@@ -256,7 +257,7 @@ def to_apdutool(script: Script, keys=None, now=None) -> str:
             try:
                 cmd = parse(value)
             except CardError:
-                raise ScriptError(f"{value.hex().upper()} is not a well-formed APDU", stmt.pos) from None
+                raise ScriptError(f"{apdu_hex(value)} is not a well-formed APDU", stmt.pos) from None
             if cmd.extended:
                 raise ScriptError("apdutool scripts hold short APDUs only", stmt.pos)
             body = bytes(value[:4]) + bytes((len(cmd.data),)) + cmd.data

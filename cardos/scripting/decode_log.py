@@ -19,6 +19,7 @@ import json
 import re
 
 from ..apdu import CardError, parse
+from ..redact import redact_text
 from .lexer import Pos
 from .report import HumanReporter
 from .runner import Exchange, Message
@@ -237,7 +238,7 @@ def decode_log(text: str, out, lang: str = "en", color: bool = False, path: str 
         if data is None or len(data) < 4:
             if stripped and not _FIELDS.match(line):
                 flush()
-                reporter.message(Message(pos, stripped))
+                reporter.message(Message(pos, stripped if show_keys else redact_text(stripped)))
             continue
         flush()
         if not _valid(data) and len(data) >= 7 and len(data) - 5 == (data[4] or 256) + 2:

@@ -20,6 +20,7 @@ from ..decoder import (
     hex_spaced,
 )
 from ..i18n import Messages
+from ..privatefile import write_failure, write_private
 from ..redact import apdu_hex
 from ..ui import Style as _Style  # colour shared by every cardos command (cardos/ui.py)
 from ..ui import use_color  # noqa: F401  (re-exported: cardos.scripting.report.use_color)
@@ -52,8 +53,8 @@ def _data_groups(fields) -> list:
     if not fields:
         return []
     if len(fields) == 1 or all(f.name == "data" for f in fields):
-        data = b"".join(f.value for f in fields)
-        return [hex_spaced(data[i:i + WRAP]) for i in range(0, len(data), WRAP)]
+        shown = [text for f in fields for text in f.byte_texts()]  # a PIN's bytes as ** (cardos/redact.py)
+        return [" ".join(shown[i:i + WRAP]) for i in range(0, len(shown), WRAP)]
     return [" ".join(f.hex() for f in fields)]
 
 
@@ -63,7 +64,7 @@ def command_lines(dc: DecodedCommand) -> list:
     if dc.lc:
         head.append(hex_spaced(dc.lc))
     if not dc.valid and dc.fields:
-        head.append(hex_spaced(dc.fields[0].value))
+        head.append(" ".join(dc.fields[0].byte_texts()))
         return [" | ".join(head)]
     groups = _data_groups(dc.fields)
     le = hex_spaced(dc.le_bytes) if dc.le_bytes else ""
@@ -249,6 +250,7 @@ class JUnitReporter:
         self.lang = lang
         self.show_keys = show_keys
         self.suites: list = []
+        self.write_error = ""  # why the report could not be written, if it could not
         self._trace = None
         self._titles: dict = {}
 
@@ -339,8 +341,14 @@ class JUnitReporter:
         tree = ET.ElementTree(root)
         if hasattr(ET, "indent"):
             ET.indent(tree)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tree.write(self.path, encoding="utf-8", xml_declaration=True)
+        buffer = io.BytesIO()
+        tree.write(buffer, encoding="utf-8", xml_declaration=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_private(self.path, buffer.getvalue())  # the trace inside may hold key references: 0600
+        except OSError as exc:
+            self.write_error = f"--junit-xml {self.path}: {write_failure(exc)}"
+            print(f"cardos run: error: {self.write_error}", file=sys.stderr)
 
 
 def _classname(path: str) -> str:

@@ -14,6 +14,7 @@ from ..apdu import CardError, parse
 from ..crypto import DES, SM4
 from ..decoder import decode_command, decode_response
 from ..i18n import Messages
+from ..redact import apdu_hex
 from ..sw import describe
 from .expr import Context, LcMark, LeSep, evaluate
 from .lexer import Pos, ScriptError
@@ -340,7 +341,7 @@ class Runner:
         try:
             cmd = parse(plain)
         except CardError:
-            raise ScriptError(f"{plain.hex().upper()} is not a well-formed APDU (check Lc)", stmt.pos) from None
+            raise ScriptError(f"{apdu_hex(plain)} is not a well-formed APDU (check Lc)", stmt.pos) from None
         if cmd.extended:
             raise ScriptError("protect works on short APDUs only", stmt.pos)
         challenge, sw = self.challenge(stmt.pos, "challenge for the MAC")

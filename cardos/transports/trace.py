@@ -26,11 +26,9 @@ import time
 from datetime import datetime
 
 from ..decoder import decode_command, decode_response, describe_sw
+from ..privatefile import open_private
 from ..redact import apdu_hex
 from ..scripting.report import _data_groups, command_lines
-
-TRACE_MODE = 0o600
-
 
 
 def _stamp(when: float) -> str:
@@ -89,8 +87,7 @@ class ApduTrace:
         """
         streams, owned = [], []
         if path is not None:
-            fd = os.open(os.fspath(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, TRACE_MODE)
-            os.fchmod(fd, TRACE_MODE)  # an existing file keeps its old mode otherwise
+            fd = open_private(path)  # 0600 even over an old file, never through a planted link
             stream = os.fdopen(fd, "w", encoding="utf-8", buffering=1)
             streams.append(stream)
             owned.append(stream)
