@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+# The largest EEPROM a card image may declare (``eeprom_size``); it also bounds
+# how large an image file can honestly be (cardos/jsonfile.py).
+MAX_EEPROM_SIZE = 0x10000
+
 
 @dataclass
 class CardConfig:
@@ -45,8 +49,8 @@ class CardConfig:
         return config
 
     def validate(self) -> None:
-        if not isinstance(self.eeprom_size, int) or not 256 <= self.eeprom_size <= 0x10000:
-            raise ValueError("eeprom_size must be an integer from 256 to 65536")
+        if not isinstance(self.eeprom_size, int) or not 256 <= self.eeprom_size <= MAX_EEPROM_SIZE:
+            raise ValueError(f"eeprom_size must be an integer from 256 to {MAX_EEPROM_SIZE}")
         if self.blocked_app_select not in ("6283", "6A81"):
             raise ValueError('blocked_app_select must be "6283" or "6A81"')
         if self.record_counter not in ("post", "pre"):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .boundedfile import FileRefused, read_bounded
+
 
 class TextFileProblem(Exception):
     """What is wrong with the file, as one phrase (the caller names the file)."""
@@ -15,10 +17,20 @@ class TextFileProblem(Exception):
         self.problem = problem
 
 
-def read_text(path, kind: str) -> str:
-    """The UTF-8 text of the file at ``path`` (a ``kind`` such as "script"); raises :class:`TextFileProblem`."""
+def read_text(path, kind: str, limit: int | None = None) -> str:
+    """The UTF-8 text of the file at ``path`` (a ``kind`` such as "script"); raises :class:`TextFileProblem`.
+
+    With ``limit``, only a regular file of at most ``limit`` bytes is read: a FIFO or a device is refused
+    before it is opened, a larger file before it is read (:mod:`cardos.boundedfile`).
+    """
     try:
-        return Path(path).read_text(encoding="utf-8")
+        if limit is None:
+            return Path(path).read_text(encoding="utf-8")
+        if os.path.isdir(path):
+            raise IsADirectoryError(path)
+        return read_bounded(path, limit, f"a {kind}").decode("utf-8")
+    except FileRefused as exc:
+        raise TextFileProblem(exc.problem) from None
     except FileNotFoundError:
         raise TextFileProblem(f"no such {kind}") from None
     except IsADirectoryError:

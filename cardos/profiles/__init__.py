@@ -22,7 +22,8 @@ from datetime import date
 from pathlib import Path
 
 from ..filesystem import DF_HEADER, FILE_HEADER, MF_DEFAULT_NAME, MF_FID, PURSE_BODY
-from ..jsonfile import JsonFileProblem, read_json
+from ..boundedfile import FileRefused, read_bounded
+from ..jsonfile import JSON_FILE_LIMIT, JsonFileProblem, read_json
 from ..keys import COUNTED_TYPES, KEY_RECORD_OVERHEAD, KeyType
 
 FORMAT = "cardos-profile"
@@ -938,8 +939,8 @@ def _source_profile(r: _Reader, ref, where: str) -> tuple:
             candidate = candidate.with_suffix(".json")
         if not candidate.exists() and ref in shipped():
             candidate = SHIPPED_DIR / f"{ref}.json"
-        raw = json.loads(candidate.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: a NUL in the name, a huge number
+        raw = json.loads(read_bounded(candidate, JSON_FILE_LIMIT, "a profile").decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, FileRefused) as exc:  # ValueError: a NUL in the name, …
         if isinstance(exc, json.JSONDecodeError):
             r.fail(where, f"profile {ref!r} is not valid JSON: line {exc.lineno}: {exc.msg}")
         r.fail(where, f"cannot read profile {ref!r}: {getattr(exc, 'strerror', None) or exc}")

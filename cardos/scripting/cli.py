@@ -47,6 +47,7 @@ def add_parsers(sub) -> None:
                         "manual: send only what the script says")
     p.add_argument("--now", metavar="YYYY-MM-DDTHH:MM:SS", help="fixed date and time for now_date(), now_time() "
                    "and purse steps (reproducible runs)")
+    _add_max_statements(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -61,6 +62,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--to", dest="target", choices=("cardos", "scriptor", "apdutool"), required=True)
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     p.add_argument("--keys", metavar="FILE", help="key set, for scripts with @name references")
+    _add_max_statements(p)
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser(
@@ -75,6 +77,27 @@ def add_parsers(sub) -> None:
     p.add_argument("--show-keys", action="store_true", help="show PINs and the key values of plain WRITE KEY "
                    "commands (masked otherwise)")
     p.set_defaults(func=cmd_decode)
+
+
+def _add_max_statements(p) -> None:
+    from .limits import MAX_STATEMENTS_OPTION, ScriptLimits
+
+    default = ScriptLimits().statements
+    p.add_argument(MAX_STATEMENTS_OPTION, type=_positive, default=default, metavar="N",
+                   help=f"refuse a script that would run more than N statements, repeat counts multiplied "
+                        f"(default {default}; other limits: docs/scripts.md)")
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) <= 10**12:
+        raise argparse.ArgumentTypeError(f"{text!r}: a whole number from 1 to 10^12")
+    return int(text)
+
+
+def _limits(args):
+    from .limits import ScriptLimits
+
+    return ScriptLimits(statements=args.max_statements)
 
 
 def _now(text: str | None):
@@ -146,7 +169,7 @@ def _load(args):
     scripts, problems = [], []
     for path in args.scripts:
         try:
-            script = parse_file(path)
+            script = parse_file(path, _limits(args))
             keys = override
             if keys is None and script.keys is not None:
                 spec, pos, base = script.keys
@@ -203,7 +226,7 @@ def _run(args, now, reporter, json_reporter, junit, err) -> int:
     from ..i18n import Messages
 
     runner = Runner(transport, reporter, now=now, get_response=args.get_response, keep_going=args.keep_going,
-                    messages=Messages(args.lang))
+                    messages=Messages(args.lang), limits=_limits(args))
     reporter.start_run({"card": transport.label, "backend": transport.backend, "atr": transport.atr.hex().upper()})
     results = []
     try:
@@ -250,13 +273,14 @@ def cmd_convert(args, out=None, err=None) -> int:
             keys = open_keys(args.keys)
         except ValueError as exc:
             return _usage(f"--keys: {exc}")
+    limits = _limits(args)
     try:
-        text = read_text(args.script, "script")
+        text = read_text(args.script, "script", limits.file_size)
     except TextFileProblem as exc:
         return _usage(f"{args.script}: {exc.problem}")
     source = args.source or _guess_format(args.script)
     try:
-        result = convert(text, args.script, source, args.target, keys)
+        result = convert(text, args.script, source, args.target, keys, limits=limits)
     except ScriptError as exc:
         print(str(exc), file=err)
         return EXIT_SCRIPT

@@ -275,8 +275,9 @@ def to_apdutool(script: Script, keys=None, now=None) -> str:
     return "\n".join(out) + "\n"
 
 
-def convert(text: str, path: str, source: str, target: str, keys=None, now=None) -> str:
-    """Convert ``text`` from ``source`` to ``target`` format (``cardos``, ``scriptor``, ``apdutool``)."""
+def convert(text: str, path: str, source: str, target: str, keys=None, now=None, limits=None) -> str:
+    """Convert ``text`` from ``source`` to ``target`` format (``cardos``, ``scriptor``, ``apdutool``);
+    ``limits``: :class:`~.limits.ScriptLimits` (repeats are written out, so they bound the output too)."""
     from pathlib import Path
 
     from .parser import parse_text
@@ -287,7 +288,7 @@ def convert(text: str, path: str, source: str, target: str, keys=None, now=None)
         text = from_apdutool(text, path)
     if target == "cardos":
         if source == "cardos":
-            parse_text(text, path, Path(path).parent)  # validate
+            parse_text(text, path, Path(path).parent, limits)  # validate
         return text
-    script = parse_text(text, path, Path(path).parent)
+    script = parse_text(text, path, Path(path).parent, limits)
     return to_scriptor(script, keys, now) if target == "scriptor" else to_apdutool(script, keys, now)

@@ -12,7 +12,9 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from ..boundedfile import size_text
 from .lexer import Pos, ScriptError
+from .limits import ScriptLimits, check_value_size
 
 _HEX = re.compile(r"[0-9A-Fa-f]*")
 
@@ -123,14 +125,47 @@ def hex_bytes(text: str, pos: Pos) -> bytes:
     return bytes.fromhex(body)
 
 
-class Context:
-    """What evaluation sees: variables, the key source, the clock."""
+class Variables(dict):
+    """A script's variables, with the total size of their values kept under a limit."""
 
-    def __init__(self, variables: dict | None = None, keys=None, now=None, randbytes=None):
-        self.vars: dict = variables if variables is not None else {}
+    def __init__(self, initial: dict, limit: int):
+        super().__init__()
+        self.limit = limit
+        self.size = 0
+        self.update(initial)
+
+    def __setitem__(self, name: str, value: bytes) -> None:
+        grown = self.size + len(value) - len(self.get(name, b""))
+        if grown > self.limit:
+            raise ScriptError(f"the variables would hold more than {size_text(self.limit)} (the limit for all "
+                              f"variables together; setting ${{{name}}})")
+        super().__setitem__(name, value)
+        self.size = grown
+
+    def update(self, other=(), **more) -> None:
+        for name, value in dict(other, **more).items():
+            self[name] = value
+
+    def pop(self, name: str, *default):
+        if name in self:
+            self.size -= len(self[name])
+        return super().pop(name, *default)
+
+
+class Context:
+    """What evaluation sees: variables, the key source, the clock, the size limits."""
+
+    def __init__(self, variables: dict | None = None, keys=None, now=None, randbytes=None,
+                 limits: ScriptLimits | None = None):
+        self.limits = limits or ScriptLimits()
+        self.vars: dict = Variables(variables or {}, self.limits.variables_size)
         self.keys = keys  # a keysource.KeySource or None
         self._now = now  # fixed datetime or None
         self.randbytes = randbytes or secrets.token_bytes
+
+    def bounded(self, size: int, pos: Pos | None) -> None:
+        """A value being built has reached ``size`` bytes: stop it past the limit for one value."""
+        check_value_size(size, self.limits.value_size, pos)
 
     def now(self) -> datetime:
         return self._now or datetime.now()
@@ -145,7 +180,7 @@ def evaluate(node: Node, ctx: Context) -> bytes:
     if isinstance(node, Lit):
         return hex_bytes(node.text, node.pos)
     if isinstance(node, Concat):
-        return b"".join(evaluate(item, ctx) for item in node.items)
+        return join_bounded((evaluate(item, ctx) for item in node.items), ctx, node.pos)
     if isinstance(node, Var):
         try:
             value = ctx.vars[node.name]
@@ -167,12 +202,28 @@ def evaluate(node: Node, ctx: Context) -> bytes:
     raise ScriptError(f"{type(node).__name__} is not a value here", node.pos)
 
 
+def join_bounded(values, ctx: Context, pos: Pos | None) -> bytes:
+    """``b"".join(values)``, stopped as soon as the result would pass the limit for one value."""
+    out, size = [], 0
+    for value in values:
+        size += len(value)
+        ctx.bounded(size, pos)
+        out.append(value)
+    return b"".join(out)
+
+
+def _decimal(text: str, pos: Pos) -> int:
+    if len(text) > 30:  # more than any amount, length or offset; int() refuses thousands of digits anyway
+        raise ScriptError(f"{text[:12]}...: a number of {len(text)} digits is too large", pos)
+    return int(text)
+
+
 def evaluate_int(node: Node, ctx: Context) -> int:
     """A number argument: decimal digits, ``0x`` hex, or bytes read big-endian."""
     if isinstance(node, Concat) and len(node.items) == 1:
         node = node.items[0]
     if isinstance(node, Lit) and node.text.isdigit():
-        return int(node.text)
+        return _decimal(node.text, node.pos)
     if isinstance(node, Lit) and node.text[:2] in ("0x", "0X"):
         return int.from_bytes(hex_bytes(node.text, node.pos), "big")
     if isinstance(node, Num):
@@ -188,5 +239,5 @@ def evaluate_amount(node: Node, ctx: Context) -> int:
         whole, _, frac = node.text.partition(".")
         if len(frac) > 2:
             raise ScriptError(f"{node.text}: at most two decimals (fen)", node.pos)
-        return int(whole) * 100 + int(frac.ljust(2, "0"))
+        return _decimal(whole, node.pos) * 100 + int(frac.ljust(2, "0"))
     return evaluate_int(node, ctx)

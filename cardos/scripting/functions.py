@@ -11,6 +11,7 @@ import zlib
 from dataclasses import dataclass
 
 from .. import crypto
+from ..boundedfile import size_text
 from ..crypto import DES, SM4
 from .expr import (
     Call,
@@ -70,6 +71,13 @@ class FunctionError(Exception):
 def _need(cond: bool, message: str) -> None:
     if not cond:
         raise FunctionError(message)
+
+
+def _size(ctx: Context, n: int, what: str) -> int:
+    """A length the function is asked to produce: within the limit for one value (before building it)."""
+    _need(n <= ctx.limits.value_size, f"{what} {n} is more than the limit for one value "
+                                      f"({size_text(ctx.limits.value_size)})")
+    return n
 
 
 def _key(key: bytes, sizes=(8, 16), what="key") -> bytes:
@@ -271,41 +279,47 @@ def right(_ctx, data, n):
 
 
 @_function("biB")
-def rpad(_ctx, data, n, fill=b"\x00"):
+def rpad(ctx, data, n, fill=b"\x00"):
     """data filled on the right to n bytes with fill (default 00): rpad("ABC", 5) = 4142430000."""
+    _size(ctx, n, "length")
     _need(len(fill) == 1, "fill is one byte")
     _need(len(data) <= n, f"{len(data)} bytes are already longer than {n}")
     return data + fill * (n - len(data))
 
 
 @_function("biB")
-def lpad(_ctx, data, n, fill=b"\x00"):
+def lpad(ctx, data, n, fill=b"\x00"):
     """data filled on the left to n bytes: lpad(01, 4) = 00000001."""
+    _size(ctx, n, "length")
     _need(len(fill) == 1, "fill is one byte")
     _need(len(data) <= n, f"{len(data)} bytes are already longer than {n}")
     return fill * (n - len(data)) + data
 
 
 @_function("bI")
-def len_(_ctx, data, width=1):
+def len_(ctx, data, width=1):
     """The length of data as a width-byte number (default 1)."""
+    _size(ctx, width, "width")
     _need(len(data) < 256 ** width, f"length {len(data)} does not fit {width} byte(s)")
     return len(data).to_bytes(width, "big")
 
 
 @_function("iI", "num")
-def hex_(_ctx, n, width=1):
+def hex_(ctx, n, width=1):
     """A number as width big-endian bytes: hex(1000, 4) = 000003E8."""
+    _size(ctx, width, "width")
     _need(0 <= n < 256 ** width, f"{n} does not fit {width} byte(s)")
     return n.to_bytes(width, "big")
 
 
 @_function("iI")
-def bcd(_ctx, n, width=None):
+def bcd(ctx, n, width=None):
     """Packed BCD of a decimal number, left-padded with 0 to width bytes: bcd(2026, 2) = 2026."""
+    _need(n.bit_length() <= 4096, "a number of more than 4096 bits has too many digits for bcd()")
     digits = str(n)
     if width is None:
         width = (len(digits) + 1) // 2
+    _size(ctx, width, "width")
     _need(len(digits) <= 2 * width, f"{n} has more than {2 * width} digits")
     return bytes.fromhex(digits.rjust(2 * width, "0"))
 

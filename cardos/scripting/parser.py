@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..boundedfile import FileRefused, read_bounded
 from .expr import (
     Call,
     Concat,
@@ -30,6 +31,7 @@ from .expr import (
 )
 from ..textfile import TextFileProblem, read_text
 from .lexer import Line, Pos, ScriptError, Token, logical_lines
+from .limits import Expansion, ScriptLimits, check_runs
 from .patterns import DataPattern, SwPattern, data_pattern, sw_alternative
 
 SPECIAL_VARS = frozenset({"sw", "sw1", "sw2", "data", "response", "atr"})
@@ -450,6 +452,8 @@ def _parse_cond(tokens: list, pos: Pos) -> Cond:
 def _parse_int_token(tok: Token, what: str) -> int:
     if tok.kind != "word" or not tok.text.isdigit():
         raise ScriptError(f"{what} must be a decimal number, got {tok.raw!r}", tok.pos)
+    if len(tok.text) > 9:  # beyond every limit below, and int() refuses thousands of digits
+        raise ScriptError(f"{what} {tok.text[:12]}... is too large", tok.pos)
     return int(tok.text)
 
 
@@ -623,7 +627,18 @@ def _parse_step(tokens: list) -> StepCall:
 
 # -- files --------------------------------------------------------------------------------
 
-def parse_text(source: str, path: str = "<script>", base_dir: Path | None = None, _stack: tuple = ()) -> Script:
+def parse_text(source: str, path: str = "<script>", base_dir: Path | None = None,
+               limits: ScriptLimits | None = None) -> Script:
+    """Parse a script and the files it includes, within ``limits`` (defaults: :class:`ScriptLimits`)."""
+    limits = limits or ScriptLimits()
+    expansion = Expansion(limits)
+    expansion.add_file(len(source), None)
+    script = _parse(source, path, base_dir, (), expansion)
+    check_runs(script.statements, limits.statements)
+    return script
+
+
+def _parse(source: str, path: str, base_dir: Path | None, stack: tuple, expansion: Expansion) -> Script:
     statements = []
     script = Script(path, statements)
     for line in logical_lines(source, path):
@@ -634,12 +649,16 @@ def parse_text(source: str, path: str = "<script>", base_dir: Path | None = None
             if script.keys is None:
                 script.keys = (spec, line.tokens[1].pos, base_dir or Path("."))
             continue
+        expansion.add_statement(line.pos)
         try:
             stmt = parse_statement(line.tokens, line)
         except RecursionError:
             raise ScriptError("nested too deeply", line.pos) from None
-        if isinstance(stmt, Include):
-            stmt.script = _include(stmt, base_dir or Path("."), _stack + (path,), script)
+        innermost = stmt
+        while isinstance(innermost, (If, Repeat)):  # `repeat 3: include x.apdu` includes x.apdu too
+            innermost = innermost.body
+        if isinstance(innermost, Include):
+            innermost.script = _include(innermost, base_dir or Path("."), stack + (path,), script, expansion)
         statements.append(stmt)
     _mark_manual_get_response(statements)
     return script
@@ -660,19 +679,24 @@ def _first_word(line: Line) -> str | None:
     return tok.text.lower() if tok.kind == "word" else None
 
 
-def _include(stmt: Include, base_dir: Path, stack: tuple, parent: Script) -> Script:
+def _include(stmt: Include, base_dir: Path, stack: tuple, parent: Script, expansion: Expansion) -> Script:
     target = (base_dir / stmt.path)
     shown = _display(target)
-    if shown in stack or str(target.resolve()) in {str(Path(p).resolve()) for p in stack}:
+    if shown in stack or expansion.real_path(str(target)) in {expansion.real_path(p) for p in stack}:
         raise ScriptError(f"include cycle: {' -> '.join(stack + (shown,))}", stmt.pos)
+    expansion.check_depth(len(stack), stmt.pos)
     try:
-        text = target.read_text(encoding="utf-8")
+        data = read_bounded(target, expansion.limits.file_size, "a script")
+        expansion.add_file(len(data), stmt.pos)
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise ScriptError(f"include: no such file {stmt.path!r} (looked in {_display(base_dir) or '.'})",
                           stmt.pos) from None
+    except FileRefused as exc:
+        raise ScriptError(f"include: {stmt.path!r}: {exc.problem}", stmt.pos) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ScriptError(f"include: cannot read {stmt.path!r}: {exc}", stmt.pos) from None
-    sub = parse_text(text, shown, target.parent, stack)
+    sub = _parse(text, shown, target.parent, stack, expansion)
     if sub.keys is not None and parent.keys is None:
         parent.keys = sub.keys
     return sub
@@ -685,16 +709,17 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-def parse_file(path) -> Script:
+def parse_file(path, limits: ScriptLimits | None = None) -> Script:
     path = Path(path)
+    limits = limits or ScriptLimits()
     try:
-        text = read_text(path, "script")
+        text = read_text(path, "script", limits.file_size)
     except TextFileProblem as exc:
         raise ScriptError(f"{path}: {exc.problem}") from None
     kind = _cardos_json_kind(text)
     if kind:
         raise ScriptError(f"{path}: a {kind}, not an APDU script")
-    return parse_text(text, str(path), path.parent)
+    return parse_text(text, str(path), path.parent, limits)
 
 
 def _cardos_json_kind(text: str) -> str | None:

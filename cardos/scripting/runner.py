@@ -16,8 +16,9 @@ from ..decoder import decode_command, decode_response
 from ..i18n import Messages
 from ..redact import apdu_hex
 from ..sw import describe
-from .expr import Context, LcMark, LeSep, evaluate
+from .expr import Context, LcMark, LeSep, evaluate, join_bounded
 from .lexer import Pos, ScriptError
+from .limits import ScriptLimits
 from .parser import (
     Assert,
     Assign,
@@ -123,9 +124,10 @@ def sw_bytes(sw: int) -> bytes:
 
 class Runner:
     def __init__(self, transport, reporter, *, now=None, get_response: str = "auto", keep_going: bool = False,
-                 randbytes=None, messages: Messages | None = None):
+                 randbytes=None, messages: Messages | None = None, limits: ScriptLimits | None = None):
         self.transport = transport
         self.msgs = messages or Messages()  # the language of expectation mismatches
+        self.limits = limits or ScriptLimits()
         self.reporter = reporter
         self.now = now
         self.default_get_response = get_response
@@ -205,7 +207,8 @@ class Runner:
     # -- running ------------------------------------------------------------------------------------
     def run_script(self, script: Script, keys=None) -> ScriptResult:
         self.result = result = ScriptResult(script.path)
-        self.ctx = Context({"atr": getattr(self.transport, "atr", b"")}, keys, self.now, self.randbytes)
+        self.ctx = Context({"atr": getattr(self.transport, "atr", b"")}, keys, self.now, self.randbytes,
+                           self.limits)
         self.get_response = self.default_get_response
         self.psam_tsn = {}  # terminal id -> next terminal transaction serial (purse steps); per script
         self._pos = Pos(script.path, 0, 0)
@@ -221,6 +224,8 @@ class Runner:
             result.status = "skipped"
             result.skipped = str(skip)
         except ScriptError as exc:
+            if exc.pos is None:  # raised where the position is not known (a variable over the limit)
+                exc.pos = self._pos
             result.status = "error"
             result.error = str(exc)
             result.cases.append((str(exc), exc.pos))
@@ -298,10 +303,9 @@ class Runner:
         return (cond.right.match(value, self.ctx) is None) != cond.negate
 
     def _text(self, template) -> str:
-        out = []
-        for piece in template:
-            out.append(piece if isinstance(piece, str) else evaluate(piece, self.ctx).hex().upper())
-        return "".join(out)
+        pieces = (piece.encode() if isinstance(piece, str) else evaluate(piece, self.ctx).hex().upper().encode()
+                  for piece in template)
+        return join_bounded(pieces, self.ctx, self._pos).decode()
 
     # -- APDU lines ------------------------------------------------------------------------------------
     def _send(self, stmt: Send) -> Outcome:
@@ -372,6 +376,7 @@ def build_apdu(parts: list, ctx: Context) -> bytes:
     head, body, le = [], [], []
     target = head
     mark = None
+    size = 0
     for part in parts:
         if isinstance(part, LcMark):
             mark = part
@@ -380,6 +385,8 @@ def build_apdu(parts: list, ctx: Context) -> bytes:
             target = le
         else:
             target.append(evaluate(part, ctx))
+            size += len(target[-1])
+            ctx.bounded(size, part.pos)
     head_bytes, body_bytes, le_bytes = b"".join(head), b"".join(body), b"".join(le)
     if mark is None:
         return head_bytes + body_bytes + le_bytes

@@ -15,6 +15,13 @@ answers zero or more lines followed by ``ok`` or ``error: …``:
     end ``cardos serve`` (as SIGTERM does)
 
 From a shell: ``python -m cardos.transports.control PATH remove 1``.
+
+Limits (a stuck or hostile client must not grow ``serve``): at most
+``MAX_CLIENTS`` clients at a time (one more is answered ``error: too many
+control clients …`` and closed), a command line of at most ``MAX_LINE``
+bytes (a longer one is answered with an error and the connection closed),
+and a client that sends nothing for ``IDLE_TIMEOUT`` seconds, or does not
+read its answers, is disconnected. Nothing is buffered beyond one line.
 """
 from __future__ import annotations
 
@@ -24,18 +31,78 @@ import socket
 import stat
 import sys
 import threading
+import time
 
 log = logging.getLogger(__name__)
+
+MAX_CLIENTS = 8
+MAX_LINE = 1024  # bytes in one command line, newline included
+IDLE_TIMEOUT = 60.0  # seconds a client may stay silent (or leave an answer unread)
+_REFUSE_TIMEOUT = 1.0  # seconds to hand a client its last line
+_DRAIN_LIMIT = 1 << 20  # bytes read and dropped after that line, so closing does not reset it
+
+
+class _LineTooLong(Exception):
+    pass
+
+
+def _last_word(conn: socket.socket, line: str, wait: float) -> None:
+    """Send ``line`` before the connection is closed, so that the client can read it.
+
+    Closing with unread input resets the connection and the line would be lost, so
+    what the client still sends is read and dropped: at most ``_DRAIN_LIMIT`` bytes,
+    for at most ``wait`` seconds (0: only what has already arrived).
+    """
+    conn.settimeout(_REFUSE_TIMEOUT)
+    try:
+        conn.sendall(f"{line}\n".encode())
+        conn.shutdown(socket.SHUT_WR)
+        if wait:
+            conn.settimeout(wait)
+        else:
+            conn.setblocking(False)
+        deadline = time.monotonic() + wait
+        drained = 0
+        while drained < _DRAIN_LIMIT:
+            chunk = conn.recv(65536)
+            if not chunk or time.monotonic() > deadline:
+                break
+            drained += len(chunk)
+    except OSError:  # nothing more has arrived (non-blocking), or the client is gone
+        pass
+
+
+def _lines(conn: socket.socket, max_line: int):
+    """The command lines a client sends, each at most ``max_line`` bytes; ends at EOF."""
+    pending = bytearray()
+    while True:
+        newline = pending.find(b"\n")
+        if newline >= 0:
+            line = bytes(pending[:newline])
+            del pending[:newline + 1]
+            yield line.decode("utf-8", "replace")
+            continue
+        if len(pending) >= max_line:
+            raise _LineTooLong()
+        chunk = conn.recv(max_line - len(pending))
+        if not chunk:
+            return
+        pending += chunk
 
 
 class ControlServer:
     """Serves the control socket from a background thread."""
 
-    def __init__(self, path: str, slots, images=(), on_stop=None):
+    def __init__(self, path: str, slots, images=(), on_stop=None, *, max_clients: int = MAX_CLIENTS,
+                 max_line: int = MAX_LINE, idle_timeout: float = IDLE_TIMEOUT):
         self.path = str(path)
         self.slots = slots
         self.images = list(images)
         self.on_stop = on_stop
+        self.max_clients = max_clients
+        self.max_line = max_line
+        self.idle_timeout = idle_timeout
+        self._free = threading.BoundedSemaphore(max_clients)  # one per client thread
         self._sock = self._bind(self.path)
         self._thread = threading.Thread(target=self._accept_loop, name="cardos control", daemon=True)
         self._closed = False
@@ -90,17 +157,41 @@ class ControlServer:
                 conn, _ = self._sock.accept()
             except OSError:
                 return
+            if not self._free.acquire(blocking=False):
+                self._refuse(conn)
+                continue
             threading.Thread(target=self._client, args=(conn,), daemon=True).start()
 
+    def _refuse(self, conn: socket.socket) -> None:
+        """One line for a client over the limit, without waiting on it (the accept loop runs this)."""
+        log.info("control socket: a client refused (already %d connected)", self.max_clients)
+        with conn:
+            _last_word(conn, f"error: too many control clients (at most {self.max_clients}); try again later", 0)
+
     def _client(self, conn: socket.socket) -> None:
-        with conn, conn.makefile("rw", encoding="utf-8", newline="\n") as f:
-            for line in f:
+        try:
+            with conn:
+                conn.settimeout(self.idle_timeout)  # recv and sendall alike: a silent or unread client goes
+                self._serve_client(conn)
+        finally:
+            self._free.release()
+
+    def _serve_client(self, conn: socket.socket) -> None:
+        try:
+            for line in _lines(conn, self.max_line):
                 try:
                     reply = self.execute(line)
                 except Exception as exc:  # noqa: BLE001 - a bad command must not kill the server
                     reply = [f"error: {exc}"]
-                f.write("".join(f"{r}\n" for r in reply))
-                f.flush()
+                conn.sendall("".join(f"{r}\n" for r in reply).encode())
+                if line.lower().split()[:1] == ["stop"] and self.on_stop:
+                    self.on_stop()  # after the "ok" has left: serve may end at once
+        except _LineTooLong:
+            _last_word(conn, f"error: command line longer than {self.max_line} bytes; closing", _REFUSE_TIMEOUT)
+        except TimeoutError:
+            _last_word(conn, f"error: nothing for {self.idle_timeout:g} s; closing", _REFUSE_TIMEOUT)
+        except OSError:
+            pass  # the client went away
 
     def execute(self, line: str) -> list[str]:
         """Run one command line; returns the reply lines (the last is ``ok`` or ``error: …``)."""
@@ -116,9 +207,7 @@ class ControlServer:
                            f"apdus={slot.apdus} {image}".rstrip())
             return out + ["ok"]
         if command == "stop":
-            if self.on_stop:
-                self.on_stop()
-            return ["ok"]
+            return ["ok"]  # the client's thread stops serve once the answer is sent
         if command not in ("remove", "insert", "toggle", "tear"):
             return [f"error: unknown command {command!r} (status, remove, insert, toggle, tear, stop)"]
         if len(args) > 1 or (args and not args[0].isdigit()):

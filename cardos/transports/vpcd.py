@@ -28,6 +28,7 @@ import threading
 import time
 
 from .diagnose import VpcdError, await_activation, busy_message, explain_connect_error
+from .shared_card import PurseSessionWatch
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ class Slot:
         self.host = host
         self.port = port
         self.label = label or f"{host}:{port}"
+        self.card = PurseSessionWatch(card, self.label)  # warns when shared clients interleave purse transactions
         self.connect_timeout = connect_timeout
         self.poll_timeout = poll_timeout
         self.max_backoff = max_backoff
