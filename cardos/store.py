@@ -138,8 +138,11 @@ class ImageLock:
             if now is None or (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
                 os.close(fd)  # its previous holder removed it as we opened it: take the new one
                 continue
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{holder_text()}\n".encode(), 0)
+            try:  # who holds it, for the next opener's message; a full disk leaves it unsaid, not unlocked
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{holder_text()}\n".encode(), 0)
+            except OSError:
+                pass
             return fd, (st.st_dev, st.st_ino)
         raise ImageError(shown, f"cannot take the lock {self.path}: it keeps being replaced")
 

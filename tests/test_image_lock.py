@@ -131,6 +131,22 @@ def test_every_writer_is_refused_while_a_shell_holds_the_image(held, tmp_path, w
     assert held.image.read_bytes() == before
 
 
+@pytest.mark.parametrize("writer", [w for w in WRITERS if w != "serve"] + ["demo --image", "new"])
+def test_every_writer_is_refused_while_serve_holds_the_image(serve_process, issued, tmp_path, writer):
+    served = serve_process(str(issued), "--wait", "--vpcd", f"127.0.0.1:{free_tcp_port()}")
+    before = issued.read_bytes()
+    if writer in WRITERS:
+        run = cardos(*WRITERS[writer](issued, tmp_path), stdin="info\n")
+        assert run.returncode == 2, run.stderr
+        assert f"in use by another process (pid {served.pid}, cardos serve)" in run.stderr
+    else:  # these make new images: they refuse an existing one whoever holds it
+        args = ["demo", "--image", str(issued)] if writer == "demo --image" else ["new", str(issued)]
+        run = cardos(*args)
+        assert run.returncode == 2 and "already exists" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert issued.read_bytes() == before
+
+
 def test_inspect_reads_an_image_in_use(held):
     run = cardos("inspect", str(held.image))
     assert run.returncode == 0 and "A00000000386980701" in run.stdout.replace(" ", "")
