@@ -18,8 +18,8 @@ from cardos.sample import SampleKeys
 from cardos.terminal.secure import external_auth_cryptogram
 
 from .conftest import Terminal, hx
-from .purse_util import SELECT_ADF, VERIFY_PIN, Randoms, clone, sample_card
-from .test_tearing import SCENARIOS, base  # noqa: F401  (base is a fixture)
+from .purse_util import SELECT_ADF, VERIFY_PIN, Randoms, sample_card
+from .test_tearing import SCENARIOS, base, prepare_scenario  # noqa: F401  (base is a fixture)
 
 K = SampleKeys()
 WRONG_PIN = "0020000003999999"
@@ -46,14 +46,7 @@ ALL = {**_auth_scenarios(), **{name: (r, p, c) for name, (r, p, c, _proof) in SC
 
 def _prepared(base_card, name):
     randoms, prelude, command = ALL[name]
-    card = clone(base_card)
-    t = Terminal(card)
-    t.randoms = Randoms(*randoms)
-    card.set_random_source(t.randoms)
-    t.ok(SELECT_ADF)
-    for apdu in prelude:
-        t.send(apdu)
-    return card, hx(command)
+    return prepare_scenario(base_card, randoms, prelude, check_writes=False), hx(command)
 
 
 def _volatile(card) -> tuple:

@@ -20,9 +20,7 @@ import os
 import signal
 import sys
 import threading
-from pathlib import Path
 
-from ..image import ImageError
 from .control import ControlServer
 from .diagnose import VpcdError
 from .vpcd import DEFAULT_HOST, DEFAULT_PORT, Slot, VpcdServer, parse_address
