@@ -106,7 +106,7 @@ class ImageLock:
         shown = image if shown is None else shown
         self.path = beside(image, ".lock")
         fd, ino = self._acquire(shown)
-        self._finalizer = weakref.finalize(self, _release, str(self.path), fd, ino)
+        self._finalizer = weakref.finalize(self, _release, str(self.path), fd, ino, os.getpid())
 
     def _acquire(self, shown) -> tuple[int, tuple[int, int]]:
         for _ in range(_LOCK_ATTEMPTS):
@@ -154,10 +154,10 @@ class ImageLock:
         self._finalizer()
 
 
-def _release(path: str, fd: int, ino: tuple[int, int]) -> None:
+def _release(path: str, fd: int, ino: tuple[int, int], owner: int) -> None:
     try:
         now = os.lstat(path)
-        if (now.st_dev, now.st_ino) == ino:
+        if (now.st_dev, now.st_ino) == ino and os.getpid() == owner:  # never a forked child's exit
             os.unlink(path)  # while still holding the lock: a waiter re-checks and takes a fresh file
     except OSError:
         pass
@@ -229,13 +229,13 @@ class ImageStore:
         try:
             fd = store._write_temp(text.encode("utf-8"))
             try:
-                os.link(store._tmp, real)  # never replaces: a file that appeared meanwhile wins
+                _place_new(store._tmp, real)
             except FileExistsError:
                 raise ImageError(shown, "already exists (refusing to overwrite a card image)") from None
             except OSError as exc:
                 raise ImageError(shown, f"cannot write: {exc.strerror}") from None
             finally:
-                os.unlink(store._tmp)
+                _unlink_quietly(store._tmp)
             st = os.fstat(fd)
             os.close(fd)
             store._identity = (st.st_dev, st.st_ino)
@@ -324,6 +324,20 @@ class ImageStore:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _place_new(tmp: Path, path: Path) -> None:
+    """Give the complete temporary file the image's name, never replacing a file that is there."""
+    try:
+        os.link(tmp, path)  # atomic and never replaces: a file that appeared meanwhile wins
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+            raise
+        if os.path.lexists(path):  # a file system without hard links: we hold the lock, so check, then rename
+            raise FileExistsError(errno.EEXIST, "exists") from None
+        os.rename(tmp, path)
 
 
 def _unlink_quietly(path: Path) -> None:
