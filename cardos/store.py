@@ -230,14 +230,14 @@ class ImageStore:
             fd = store._write_temp(text.encode("utf-8"))
             try:
                 _place_new(store._tmp, real)
+                st = os.fstat(fd)
             except FileExistsError:
                 raise ImageError(shown, "already exists (refusing to overwrite a card image)") from None
             except OSError as exc:
                 raise ImageError(shown, f"cannot write: {exc.strerror}") from None
             finally:
+                os.close(fd)
                 _unlink_quietly(store._tmp)
-            st = os.fstat(fd)
-            os.close(fd)
             store._identity = (st.st_dev, st.st_ino)
             if durable:
                 store._sync_directory()
